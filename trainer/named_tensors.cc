@@ -1,0 +1,67 @@
+#include "trainer/named_tensors.h"
+
+#include <algorithm>
+#include <sstream>
+
+namespace dyt::trainer {
+
+namespace {
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+}  // namespace
+
+std::vector<checkpoint::TensorRef> named_views(const ParamLayout& layout, const float* buffer) {
+  std::vector<checkpoint::TensorRef> refs;
+  for (const ParamEntry& e : layout.entries()) refs.push_back({e.name, e.shape, buffer + e.offset});
+  return refs;
+}
+
+void load_named(const ParamLayout& layout,
+                const std::map<std::string, checkpoint::LoadedTensor>& tensors,
+                const std::string& source, float* buffer) {
+  for (const ParamEntry& e : layout.entries()) {
+    auto it = tensors.find(e.name);
+    if (it == tensors.end())
+      throw checkpoint::CheckpointError(source + ": missing tensor " + e.name);
+    if (it->second.shape != e.shape)
+      throw checkpoint::CheckpointError(source + ": tensor " + e.name + " has shape " +
+                                        shape_str(it->second.shape) + ", the model expects " +
+                                        shape_str(e.shape));
+    std::copy(it->second.data.begin(), it->second.data.end(), buffer + e.offset);
+  }
+  for (const auto& [name, t] : tensors)
+    if (!layout.find(name))
+      throw checkpoint::CheckpointError(source + ": tensor " + name +
+                                        " is not part of this model (check the config's norm, "
+                                        "norm_bias and embed_scale)");
+}
+
+std::string hf_config_json(const ModelDims& d) {
+  std::ostringstream o;
+  o.precision(17);
+  o << "{\n"
+    << "  \"architectures\": [\"LlamaForCausalLM\"],\n"
+    << "  \"model_type\": \"llama\",\n"
+    << "  \"hidden_size\": " << d.d << ",\n"
+    << "  \"intermediate_size\": " << d.ffn << ",\n"
+    << "  \"num_attention_heads\": " << d.heads << ",\n"
+    << "  \"num_key_value_heads\": " << d.kv_heads << ",\n"
+    << "  \"num_hidden_layers\": " << d.layers << ",\n"
+    << "  \"vocab_size\": " << d.vocab << ",\n"
+    << "  \"rope_theta\": " << d.rope_theta << ",\n"
+    << "  \"rms_norm_eps\": " << d.norm_eps << ",\n"
+    << "  \"hidden_act\": \"silu\",\n"
+    << "  \"tie_word_embeddings\": false,\n"
+    << "  \"norm\": \"" << norm_name(d.norm) << "\",\n"
+    << "  \"norm_bias\": " << (d.norm_bias ? "true" : "false") << ",\n"
+    << "  \"embed_scale\": " << (d.embed_scale ? "true" : "false") << "\n"
+    << "}\n";
+  return o.str();
+}
+
+}  // namespace dyt::trainer

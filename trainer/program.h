@@ -1,0 +1,13 @@
+// The common frame of every dyt-* program: one clear error line and an exit
+// code that tells a script what went wrong, never a crash or a stack dump.
+#pragma once
+
+#include <functional>
+
+namespace dyt::trainer {
+
+// Exit codes: 0 success; 1 bad data, checkpoint or runtime failure; 2 bad
+// config or command line (nothing was run).
+int run_program(const char* name, const std::function<int()>& body);
+
+}  // namespace dyt::trainer
