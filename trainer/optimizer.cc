@@ -1,0 +1,95 @@
+#include "trainer/optimizer.h"
+
+#include <cmath>
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+
+namespace dyt::trainer {
+namespace {
+
+std::string num(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", x);
+  return buf;
+}
+
+}  // namespace
+
+AdamW::AdamW(const ParamLayout& layout, const config::TrainConfig& t)
+    : total_(layout.total()),
+      beta1_(t.beta1()),
+      beta2_(t.beta2()),
+      eps_(t.adam_eps()),
+      weight_decay_(t.weight_decay()) {
+  if (!(beta1_ >= 0 && beta1_ < 1))
+    throw std::invalid_argument("AdamW: train.beta1 must be in [0, 1), got " + num(beta1_));
+  if (!(beta2_ >= 0 && beta2_ < 1))
+    throw std::invalid_argument("AdamW: train.beta2 must be in [0, 1), got " + num(beta2_));
+  if (!(eps_ > 0)) throw std::invalid_argument("AdamW: train.adam_eps must be > 0, got " + num(eps_));
+  if (!(weight_decay_ >= 0))
+    throw std::invalid_argument("AdamW: train.weight_decay must be >= 0, got " + num(weight_decay_));
+
+  int64_t expect = 0;
+  for (const ParamEntry& e : layout.entries()) {
+    if (e.offset != expect)
+      throw std::invalid_argument("AdamW: layout is not contiguous at " + e.name);
+    expect = e.offset + e.numel;
+    if (e.numel == 0) continue;
+    const bool decay = e.weight_decay();
+    if (!segments_.empty() && segments_.back().decay == decay && segments_.back().end == e.offset)
+      segments_.back().end = expect;
+    else
+      segments_.push_back({e.offset, expect, decay});
+  }
+  if (expect != total_) throw std::invalid_argument("AdamW: layout entries do not cover its total");
+  exp_avg_.assign(static_cast<size_t>(total_), 0.0f);
+  exp_avg_sq_.assign(static_cast<size_t>(total_), 0.0f);
+}
+
+void AdamW::set_steps_taken(int64_t steps) {
+  if (steps < 0) throw std::invalid_argument("AdamW: steps taken must be >= 0");
+  steps_ = steps;
+}
+
+void AdamW::step(float* params, const float* grads, double lr) {
+  ++steps_;
+  // Scalars as torch computes them (Python floats), rounded to float where
+  // an fp32 kernel consumes them.
+  const double t = static_cast<double>(steps_);
+  const double bias_correction1 = 1.0 - std::pow(beta1_, t);
+  const double bias_correction2 = 1.0 - std::pow(beta2_, t);
+  const float neg_step_size = static_cast<float>(-(lr / bias_correction1));
+  const float bc2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
+  const float decay = static_cast<float>(1.0 - lr * weight_decay_);
+  const bool any_decay = weight_decay_ != 0.0;
+  const float b1 = static_cast<float>(beta1_);
+  const float one_minus_b1 = static_cast<float>(1.0 - beta1_);
+  const float b2 = static_cast<float>(beta2_);
+  const float one_minus_b2 = static_cast<float>(1.0 - beta2_);
+  const float eps = static_cast<float>(eps_);
+
+  float* __restrict m = exp_avg_.data();
+  float* __restrict v = exp_avg_sq_.data();
+  float* __restrict p = params;
+  const float* __restrict g = grads;
+
+#pragma omp parallel if (total_ > 65536)
+  for (const Segment& s : segments_) {
+    const bool decay_here = s.decay && any_decay;
+#pragma omp for schedule(static) nowait
+    for (int64_t i = s.begin; i < s.end; ++i) {
+      float pi = p[i];
+      if (decay_here) pi = pi * decay;                     // param.mul_(1 - lr*wd)
+      const float gi = g[i];
+      const float mi = m[i] * b1 + one_minus_b1 * gi;      // exp_avg.mul_(β1).add_(g, 1-β1)
+      const float vi = v[i] * b2 + (one_minus_b2 * gi) * gi;  // exp_avg_sq.mul_(β2).addcmul_(g, g, 1-β2)
+      const float denom = std::sqrt(vi) / bc2_sqrt + eps;  // (v.sqrt() / sqrt(bc2)).add_(ε)
+      p[i] = pi + (neg_step_size * mi) / denom;            // param.addcdiv_(m, denom, -step_size)
+      m[i] = mi;
+      v[i] = vi;
+    }
+  }
+}
+
+}  // namespace dyt::trainer
