@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
 
 #if defined(__CUDACC__)
 #define DYT_HD __host__ __device__ __forceinline__
@@ -33,6 +34,20 @@ DYT_HD float silu(float g) { return g * sigmoidf_(g); }
 DYT_HD float silu_grad(float g) {
   const float s = sigmoidf_(g);
   return s * (1.0f + g * (1.0f - s));
+}
+
+// RoPE, rotate-half. The angle of pair i at position pos is pos·theta^(−2i/hd),
+// formed in double: at pos ~ 4096 an fp32 angle is off by ~1e-4 rad, which is
+// larger than the fp32 rounding of the rotated values.
+DYT_HD double rope_angle(int64_t pos, int64_t i, int64_t head_dim, double theta) {
+  return static_cast<double>(pos) * pow(theta, -2.0 * static_cast<double>(i) / head_dim);
+}
+// (a, b) = (x[i], x[i+hd/2]) rotated by the angle with cosine c and sine s;
+// the backward (transpose) is the same call with −s.
+DYT_HD void rope_rotate(float& a, float& b, float c, float s) {
+  const float a0 = a;
+  a = a0 * c - b * s;
+  b = b * c + a0 * s;
 }
 
 }  // namespace dyt::kernels
