@@ -18,6 +18,9 @@ Tensor mat(const float* p, int64_t rows, int64_t cols) {
 Tensor vec(const float* p, int64_t n) { return kernels::cpu_f32(const_cast<float*>(p), {n}); }
 Tensor ids(const int32_t* p, int64_t n) { return kernels::cpu_i32(const_cast<int32_t*>(p), {n}); }
 
+// dW += dyᵀ·x into a view made on the spot.
+void weight_grad(const Tensor& dy, const Tensor& x, Tensor dw) { cpu::linear_backward_weight(dy, x, dw); }
+
 }  // namespace
 
 Model::Model(const config::ModelConfig& config, int64_t batch, int64_t seq_len, bool recompute)
@@ -169,12 +172,12 @@ void Model::block_backward(int64_t l, LayerActs& a, float* dresid) {
   Tensor dact = mat(dact_.data(), n, f), dgate = mat(dgate_.data(), n, f), dup = mat(dup_.data(), n, f);
   Tensor a2 = mat(a.a2.data(), n, d);
   cpu::linear_backward_input(dres, mat(P + o.down, d, f), dact, false);
-  cpu::linear_backward_weight(dres, mat(a.act.data(), n, f), mat(G + o.down, d, f));
+  weight_grad(dres, mat(a.act.data(), n, f), mat(G + o.down, d, f));
   cpu::swiglu_backward(mat(a.gate.data(), n, f), mat(a.up.data(), n, f), dact, dgate, dup);
   cpu::linear_backward_input(dgate, mat(P + o.gate, f, d), dnorm, false);
   cpu::linear_backward_input(dup, mat(P + o.up, f, d), dnorm, true);
-  cpu::linear_backward_weight(dgate, a2, mat(G + o.gate, f, d));
-  cpu::linear_backward_weight(dup, a2, mat(G + o.up, f, d));
+  weight_grad(dgate, a2, mat(G + o.gate, f, d));
+  weight_grad(dup, a2, mat(G + o.up, f, d));
   norm_backward(o.ffn_norm, a.x_mid.data(), a.rstd2.data(), dnorm_.data(), dresid);
 
   // Attention: x_mid = x + o_proj(attention(rope(q), rope(k), v)).
@@ -182,7 +185,7 @@ void Model::block_backward(int64_t l, LayerActs& a, float* dresid) {
          dv = mat(dv_.data(), n, kvd);
   Tensor a1 = mat(a.a1.data(), n, d);
   cpu::linear_backward_input(dres, mat(P + o.o, d, qd), datt, false);
-  cpu::linear_backward_weight(dres, mat(a.att.data(), n, qd), mat(G + o.o, d, qd));
+  weight_grad(dres, mat(a.att.data(), n, qd), mat(G + o.o, d, qd));
   cpu::attention_backward(mat(a.q.data(), n, qd), mat(a.k.data(), n, kvd), mat(a.v.data(), n, kvd),
                           vec(a.probs.data(), static_cast<int64_t>(a.probs.size())), datt, batch_,
                           seq_len_, dims_.heads, dims_.kv_heads, dq, dk, dv);
@@ -191,9 +194,9 @@ void Model::block_backward(int64_t l, LayerActs& a, float* dresid) {
   cpu::linear_backward_input(dq, mat(P + o.q, qd, d), dnorm, false);
   cpu::linear_backward_input(dk, mat(P + o.k, kvd, d), dnorm, true);
   cpu::linear_backward_input(dv, mat(P + o.v, kvd, d), dnorm, true);
-  cpu::linear_backward_weight(dq, a1, mat(G + o.q, qd, d));
-  cpu::linear_backward_weight(dk, a1, mat(G + o.k, kvd, d));
-  cpu::linear_backward_weight(dv, a1, mat(G + o.v, kvd, d));
+  weight_grad(dq, a1, mat(G + o.q, qd, d));
+  weight_grad(dk, a1, mat(G + o.k, kvd, d));
+  weight_grad(dv, a1, mat(G + o.v, kvd, d));
   norm_backward(o.attn_norm, layer_in_[l].data(), a.rstd1.data(), dnorm_.data(), dresid);
 }
 
@@ -226,7 +229,7 @@ double Model::forward_backward(const int32_t* tokens, const int32_t* targets, fl
   const double loss = cpu::cross_entropy_backward(logits, ids(targets, n), grad_scale, logits);
   Tensor dnorm = mat(dnorm_.data(), n, d);
   cpu::linear_backward_input(logits, mat(P + lm_head_, dims_.vocab, d), dnorm, false);
-  cpu::linear_backward_weight(logits, mat(final_a_.data(), n, d), mat(G + lm_head_, dims_.vocab, d));
+  weight_grad(logits, mat(final_a_.data(), n, d), mat(G + lm_head_, dims_.vocab, d));
   std::fill(dresid_.begin(), dresid_.end(), 0.0f);
   norm_backward(final_norm_, layer_in_[dims_.layers].data(), final_rstd_.data(), dnorm_.data(),
                 dresid_.data());

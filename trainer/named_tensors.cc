@@ -43,7 +43,7 @@ void load_named(const ParamLayout& layout,
 
 std::string hf_config_json(const ModelDims& d) {
   std::ostringstream o;
-  o.precision(17);
+  o.precision(10);
   o << "{\n"
     << "  \"architectures\": [\"LlamaForCausalLM\"],\n"
     << "  \"model_type\": \"llama\",\n"

@@ -1,0 +1,60 @@
+#include "trainer/metrics.h"
+
+#include <cmath>
+#include <filesystem>
+#include <stdexcept>
+
+namespace dyt::trainer {
+
+std::string json_number(double v) {
+  if (!std::isfinite(v)) return "null";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
+MetricsLog::MetricsLog(const std::string& path) : path_(path) {
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent);
+  file_ = std::fopen(path.c_str(), "w");
+  if (!file_) throw std::runtime_error("cannot open metrics file " + path + " for writing");
+}
+
+MetricsLog::~MetricsLog() {
+  if (file_) std::fclose(file_);
+}
+
+void MetricsLog::write_line(const std::string& line) {
+  // Flushed per line so a crashed or killed run keeps every finished step.
+  if (std::fputs(line.c_str(), file_) < 0 || std::fputc('\n', file_) == EOF || std::fflush(file_) != 0)
+    throw std::runtime_error("cannot write metrics file " + path_);
+}
+
+void MetricsLog::log_step(const StepMetrics& m) {
+  std::string s = "{\"step\": " + std::to_string(m.step) + ", \"loss\": " + json_number(m.loss) +
+                  ", \"lr\": " + json_number(m.lr) + ", \"grad_norm\": " + json_number(m.grad_norm) +
+                  ", \"tokens_per_s\": " + json_number(m.tokens_per_s) +
+                  ", \"skipped_steps\": " + std::to_string(m.skipped_steps) +
+                  ", \"skipped\": " + (m.skipped ? "true" : "false") + ", \"alpha\": {";
+  for (size_t i = 0; i < m.alphas.size(); ++i)
+    s += (i ? ", \"" : "\"") + m.alphas[i].first + "\": " + json_number(m.alphas[i].second);
+  write_line(s + "}}");
+}
+
+void MetricsLog::log_eval(int64_t step, double val_loss) {
+  write_line("{\"step\": " + std::to_string(step) + ", \"val_loss\": " + json_number(val_loss) + "}");
+}
+
+std::string progress_line(const StepMetrics& m, int64_t total_steps, double eta_seconds) {
+  const int64_t eta = std::isfinite(eta_seconds) ? static_cast<int64_t>(eta_seconds) : 0;
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                "step %lld/%lld | loss %.4f | lr %.2e | gnorm %.3f | %.1fk tok/s | eta %lldm%02llds%s",
+                static_cast<long long>(m.step), static_cast<long long>(total_steps), m.loss, m.lr,
+                m.grad_norm, m.tokens_per_s / 1000.0, static_cast<long long>(eta / 60),
+                static_cast<long long>(eta % 60),
+                m.skipped ? " | SKIPPED (non-finite)" : "");
+  return buf;
+}
+
+}  // namespace dyt::trainer

@@ -1,0 +1,47 @@
+// What a run tells its user: a JSON-lines metrics file (one object per
+// optimizer step, plus one per evaluation) and a human progress line.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace dyt::trainer {
+
+struct StepMetrics {
+  int64_t step = 0;          // 1-based optimizer step just finished
+  double loss = 0;           // mean training loss of the global batch
+  double lr = 0;
+  double grad_norm = 0;      // before clipping
+  double tokens_per_s = 0;
+  int64_t skipped_steps = 0; // total non-finite steps skipped so far
+  bool skipped = false;      // this step's update was skipped
+  std::vector<std::pair<std::string, float>> alphas;  // every DyT/DyISRU α by name
+};
+
+class MetricsLog {
+ public:
+  // Truncates `path` (creating its directory). Throws std::runtime_error if it cannot.
+  explicit MetricsLog(const std::string& path);
+  ~MetricsLog();
+  MetricsLog(const MetricsLog&) = delete;
+  MetricsLog& operator=(const MetricsLog&) = delete;
+
+  void log_step(const StepMetrics& m);
+  void log_eval(int64_t step, double val_loss);
+
+ private:
+  void write_line(const std::string& line);
+  std::FILE* file_ = nullptr;
+  std::string path_;
+};
+
+// "step 120/600 | loss 4.1234 | lr 3.00e-03 | gnorm 0.812 | 41.2k tok/s | eta 3m12s"
+std::string progress_line(const StepMetrics& m, int64_t total_steps, double eta_seconds);
+
+// JSON number: finite values with full precision, non-finite as null.
+std::string json_number(double v);
+
+}  // namespace dyt::trainer

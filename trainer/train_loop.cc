@@ -1,0 +1,173 @@
+#include "trainer/train_loop.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "checkpoint/safetensors.h"
+#include "trainer/data/loader.h"
+#include "trainer/grad_norm.h"
+#include "trainer/metrics.h"
+#include "trainer/model.h"
+#include "trainer/named_tensors.h"
+#include "trainer/optimizer.h"
+#include "trainer/schedule.h"
+
+namespace dyt::trainer {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Mean validation loss over the fixed validation batches.
+double evaluate(Model& model, const data::EvalBatches& batches, std::vector<int32_t>& tokens,
+                std::vector<int32_t>& targets) {
+  double sum = 0;
+  for (int64_t j = 0; j < batches.num_batches(); ++j) {
+    batches.fill_batch(j, tokens.data(), targets.data());
+    sum += model.forward(tokens.data(), targets.data());
+  }
+  return sum / static_cast<double>(batches.num_batches() * model.batch() * model.seq_len());
+}
+
+std::vector<std::pair<std::string, float>> alphas(const Model& model) {
+  std::vector<std::pair<std::string, float>> out;
+  for (const ParamEntry& e : model.layout().entries())
+    if (e.kind == ParamKind::NormAlpha) out.emplace_back(e.name, model.params()[e.offset]);
+  return out;
+}
+
+void write_text(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream f(path);
+  f << text;
+  if (!f) throw std::runtime_error("cannot write " + path.string());
+}
+
+}  // namespace
+
+TrainSummary train(const config::RunConfig& cfg, std::FILE* out) {
+  const config::TrainConfig& t = cfg.train();
+  if (cfg.parallel().dp() * cfg.parallel().tp() != 1)
+    throw config::ConfigError("parallel.dp = " + std::to_string(cfg.parallel().dp()) +
+                              ", parallel.tp = " + std::to_string(cfg.parallel().tp()) +
+                              ": dyt-train runs a single process so far; set both to 1");
+  const int64_t T = t.seq_len(), B = t.micro_batch();
+
+  // Everything that can be wrong with the data is found before any work.
+  const data::TokenDataset train_set = data::TokenDataset::open(cfg.data().train_shards(), T, "data.train_shards");
+  train_set.check_vocab(cfg.model().vocab_size());
+  std::optional<data::TokenDataset> val_set;
+  std::optional<data::EvalBatches> val_batches;
+  if (t.eval_every() > 0 && t.eval_batches() > 0 && !cfg.data().val_shards().empty()) {
+    val_set.emplace(data::TokenDataset::open(cfg.data().val_shards(), T, "data.val_shards"));
+    val_set->check_vocab(cfg.model().vocab_size());
+    val_batches.emplace(*val_set, t.eval_batches(), B);
+  }
+  const data::BatchSampler sampler(train_set, t.seed(), t.global_batch_tokens(), B, 0, 1);
+
+  Model model(cfg.model(), B, T, t.recompute());
+  model.init(t.seed());
+  AdamW optimizer(model.layout(), t);
+
+  const std::filesystem::path run_dir = t.run_dir();
+  std::filesystem::create_directories(run_dir);
+  write_text(run_dir / "config.pbtxt", config::to_text(config::resolved(cfg)));
+  MetricsLog metrics(t.metrics_file().empty() ? (run_dir / "metrics.jsonl").string() : t.metrics_file());
+
+  const int64_t tokens_per_step = sampler.global_batch_samples() * T;
+  std::fprintf(out,
+               "dyt-train: %lld parameters, norm %s, %lld steps of %lld tokens "
+               "(%lld micro-batches of %lld x %lld), %lld training samples, run dir %s\n",
+               static_cast<long long>(model.layout().total()), norm_name(model.dims().norm),
+               static_cast<long long>(t.steps()), static_cast<long long>(tokens_per_step),
+               static_cast<long long>(sampler.micro_batches_per_step()), static_cast<long long>(B),
+               static_cast<long long>(T), static_cast<long long>(train_set.num_samples()),
+               run_dir.string().c_str());
+
+  std::vector<int32_t> tokens(B * T), targets(B * T);
+  TrainSummary summary;
+  summary.initial_val_loss = summary.final_val_loss = std::numeric_limits<double>::quiet_NaN();
+  if (val_batches) {
+    summary.initial_val_loss = evaluate(model, *val_batches, tokens, targets);
+    metrics.log_eval(0, summary.initial_val_loss);
+    std::fprintf(out, "step 0 | val loss %.4f\n", summary.initial_val_loss);
+  }
+
+  std::vector<float>& grads = model.grads();
+  const int64_t n_params = model.layout().total();
+  const float grad_scale = 1.0f / static_cast<float>(tokens_per_step);
+  int64_t nonfinite_in_a_row = 0;
+  const auto start = Clock::now();
+  for (int64_t step = 0; step < t.steps(); ++step) {
+    const auto step_start = Clock::now();
+    model.zero_grads();
+    double loss_sum = 0;
+    for (int64_t micro = 0; micro < sampler.micro_batches_per_step(); ++micro) {
+      sampler.fill_micro_batch(step, micro, tokens.data(), targets.data());
+      loss_sum += model.forward_backward(tokens.data(), targets.data(), grad_scale);
+    }
+
+    StepMetrics m;
+    m.step = step + 1;
+    m.loss = loss_sum / static_cast<double>(tokens_per_step);
+    m.lr = learning_rate(step, t);
+    m.grad_norm = global_grad_norm(grads.data(), n_params);
+    if (std::isfinite(m.loss) && std::isfinite(m.grad_norm)) {
+      nonfinite_in_a_row = 0;
+      clip_grads(grads.data(), n_params, m.grad_norm, t.grad_clip());
+      optimizer.step(model.params().data(), grads.data(), m.lr);
+    } else {
+      // The update is skipped; the data position still advances so a bad
+      // batch is not retried forever.
+      m.skipped = true;
+      ++summary.skipped_steps;
+      ++nonfinite_in_a_row;
+    }
+    m.skipped_steps = summary.skipped_steps;
+    m.tokens_per_s = static_cast<double>(tokens_per_step) / seconds_since(step_start);
+    m.alphas = alphas(model);
+    metrics.log_step(m);
+    summary.final_train_loss = m.loss;
+    summary.steps = step + 1;
+
+    const bool last = step + 1 == t.steps();
+    if (m.skipped || last || step == 0 || (step + 1) % t.log_every() == 0) {
+      const double elapsed = seconds_since(start);
+      const double eta = elapsed / static_cast<double>(step + 1) * static_cast<double>(t.steps() - step - 1);
+      std::fprintf(out, "%s\n", progress_line(m, t.steps(), eta).c_str());
+      std::fflush(out);
+    }
+    if (nonfinite_in_a_row >= t.max_nonfinite_steps())
+      throw TrainingError("stopping at step " + std::to_string(step + 1) + ": " +
+                          std::to_string(nonfinite_in_a_row) +
+                          " steps in a row had a non-finite loss or gradient "
+                          "(train.max_nonfinite_steps = " + std::to_string(t.max_nonfinite_steps()) +
+                          "); lower train.lr or check the data; metrics in " +
+                          (run_dir / "metrics.jsonl").string());
+    if (val_batches && ((step + 1) % t.eval_every() == 0 || last)) {
+      summary.final_val_loss = evaluate(model, *val_batches, tokens, targets);
+      metrics.log_eval(step + 1, summary.final_val_loss);
+      std::fprintf(out, "step %lld | val loss %.4f\n", static_cast<long long>(step + 1),
+                   summary.final_val_loss);
+    }
+  }
+  summary.seconds = seconds_since(start);
+
+  // The trained weights, in Hugging Face names, beside their config.
+  checkpoint::write_safetensors((run_dir / "model.safetensors").string(),
+                                named_views(model.layout(), model.params().data()));
+  write_text(run_dir / "config.json", hf_config_json(model.dims()));
+  return summary;
+}
+
+}  // namespace dyt::trainer
