@@ -13,7 +13,10 @@ Steps:
   4. run dyt-grad again with --weights on the perturbed file;
   5. compute loss and gradients with the float64 reference on the weights of
      run 2 and compare: loss relative difference <= --loss-rtol, and for each
-     tensor ||g_cpp - g_ref|| / ||g_ref|| <= --grad-rtol; names and shapes of
+     tensor ||g_cpp - g_ref|| <= --grad-rtol ||g_ref|| + --sum-slack ||S||, where
+     S (norm parameters and embed_scale only) sums the magnitudes of the
+     per-position summands of the gradient, so that an fp32 reduction whose
+     terms cancel is held to what fp32 can do; names and shapes of
      weights and grads must equal the reference's; the weights run 2 wrote must
      equal the perturbed input bit for bit; config.json must reflect --set.
 
@@ -127,20 +130,23 @@ def perturb(weights, rng):
 
 
 def check_config_overrides(cfg_dict, overrides):
-    errors = []
+    """config.json must show the value of each known --set (the last one wins)."""
+    last = {}
     for s in overrides:
-        if "=" not in s:
-            continue
-        path, value = s.split("=", 1)
-        if path.strip() not in _OVERRIDE_KEYS:
-            continue
-        key, parse = _OVERRIDE_KEYS[path.strip()]
+        path, sep, value = s.partition("=")
+        if sep and path.strip() in _OVERRIDE_KEYS:
+            last[path.strip()] = value
+    errors = []
+    for path, value in last.items():
+        key, parse = _OVERRIDE_KEYS[path]
         want = parse(value)
         got = cfg_dict.get(key)
         if isinstance(got, str):
             got = got.lower()
-        same = (math.isclose(float(got), want, rel_tol=1e-12) if isinstance(want, float) and got is not None
-                else got == want)
+        if isinstance(want, float):
+            same = isinstance(got, (int, float)) and math.isclose(float(got), want, rel_tol=1e-12)
+        else:
+            same = got == want
         if not same:
             errors.append(f"config.json {key} = {got!r}, but --set {path}={value} asks for {want!r}")
     return errors
@@ -191,6 +197,9 @@ def main(argv=None):
     ap.add_argument("--init-seed", type=int, default=None, help="--seed passed to dyt-grad (default: its own)")
     ap.add_argument("--loss-rtol", type=float, default=1e-5)
     ap.add_argument("--grad-rtol", type=float, default=1e-4)
+    ap.add_argument("--sum-slack", type=float, default=1e-6,
+                    help="extra allowance, times ||S||, for gradients reduced over positions "
+                         "(norm parameters, embed_scale); S = sum of |summands|. 0 = strict")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per dyt-grad run")
     args = ap.parse_args(argv)
     if args.batch < 1 or args.seq < 1:
@@ -258,7 +267,7 @@ def main(argv=None):
         return report(failures)
 
     # 5. reference
-    loss_ref, g_ref = R.loss_and_grads(cfg, w2, x, y)
+    loss_ref, g_ref, S = R.loss_and_grads(cfg, w2, x, y, summands=True)
     loss_rel = abs(loss_cpp - loss_ref) / max(abs(loss_ref), 1e-30)
     print(f"\nloss: dyt-grad {loss_cpp:.9g}  reference {loss_ref:.9g}  rel diff {loss_rel:.3e}"
           f"  (tol {args.loss_rtol:g})")
@@ -266,26 +275,39 @@ def main(argv=None):
         failures.append(f"loss: dyt-grad {loss_cpp!r} vs reference {loss_ref!r}, rel diff {loss_rel:.3e} "
                         f"> {args.loss_rtol:g}")
 
+    # Gradients: ||g_cpp - g_ref|| <= rtol ||g_ref|| + slack ||S||. The second
+    # term matters only for a reduction whose summands cancel (kappa =
+    # ||S|| / ||g_ref|| large), where fp32 cannot reach rtol: e.g. an alpha
+    # gradient of 4e-9 summed from terms totalling 4e-5 (kappa 1e4).
     width = max(len(n) for n in shapes)
-    print(f"\n{'tensor':<{width}}  {'shape':>12}  {'|g_ref|':>10}  {'rel err':>10}  {'max abs':>10}")
+    print(f"\n{'tensor':<{width}}  {'shape':>10}  {'|g_ref|':>9}  {'kappa':>7}  {'rel err':>9}  {'max abs':>9}")
     worst = (0.0, "")
+    slack_used = []
     for n in shapes:  # model order
         gc = g2[n].astype(np.float64)
         gr = g_ref[n]
         ref_norm = float(np.linalg.norm(gr))
         diff_norm = float(np.linalg.norm(gc - gr))
+        s_norm = float(np.linalg.norm(S[n])) if n in S else 0.0
         finite = bool(np.isfinite(gc).all())
-        if ref_norm > 1e-12:
-            err, ok = diff_norm / ref_norm, finite and diff_norm <= args.grad_rtol * ref_norm
-        else:  # a gradient that should vanish must vanish
-            err, ok = diff_norm, finite and diff_norm <= 1e-10
+        err = diff_norm / ref_norm if ref_norm > 0 else (0.0 if diff_norm == 0 else math.inf)
+        strict_ok = finite and diff_norm <= args.grad_rtol * ref_norm
+        ok = finite and diff_norm <= args.grad_rtol * ref_norm + args.sum_slack * s_norm
+        kappa = f"{s_norm / ref_norm:7.1e}" if n in S and ref_norm > 0 else f"{'-':>7}"
         maxabs = float(np.abs(gc - gr).max()) if gc.size else 0.0
         worst = max(worst, (err if finite else math.inf, n))
-        print(f"{n:<{width}}  {str(list(gr.shape)):>12}  {ref_norm:10.3e}  {err:10.3e}  {maxabs:10.3e}"
-              f"{'' if ok else '  <-- FAIL'}")
+        mark = "" if strict_ok else ("  ok: within fp32 summation slack" if ok else "  <-- FAIL")
+        print(f"{n:<{width}}  {str(list(gr.shape)):>10}  {ref_norm:9.3e}  {kappa}  {err:9.3e}  {maxabs:9.3e}{mark}")
+        if ok and not strict_ok:
+            slack_used.append(n)
         if not ok:
             failures.append(f"grad {n}: ||g_cpp - g_ref|| / ||g_ref|| = {err:.3e} > {args.grad_rtol:g}"
+                            + (f" (and > {args.sum_slack:g} ||S||, kappa {s_norm / ref_norm:.1e})"
+                               if n in S and ref_norm > 0 else "")
                             + ("" if finite else " (non-finite values)"))
+    if slack_used:
+        print(f"\nnote: {len(slack_used)} tensor(s) exceed rtol {args.grad_rtol:g} but lie within "
+              f"{args.sum_slack:g}*||S|| (ill-conditioned sums in fp32): {slack_used}")
     print(f"\nworst tensor: {worst[1]} ({worst[0]:.3e})")
     return report(failures)
 

@@ -149,8 +149,9 @@ def norm_forward(x, kind, weight, alpha=None, bias=None, eps=1e-5):
     return y
 
 
-def rope_cos_sin(seq_len, head_dim, theta, dtype=DTYPE):
+def rope_cos_sin(seq_len, head_dim, theta, dtype=None):
     """cos, sin of shape [T, hd]: angle(pos, j) = pos * theta^(-2(j mod hd/2)/hd)."""
+    dtype = DTYPE if dtype is None else dtype
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=dtype) / head_dim))
     pos = torch.arange(seq_len, dtype=dtype)
     ang = torch.outer(pos, inv_freq)            # [T, hd/2]
@@ -192,16 +193,32 @@ def swiglu(m, wg, wu, wd):
 
 # ---------------------------------------------------------------- the model
 
-def _norm(cfg, P, x, prefix):
+def _per_element(p, x, prefix_name, expand):
+    """With `expand` (a dict), replace the broadcast parameter p by a per-element
+    copy of x's shape (same values, multiplied by exact ones) whose gradient is
+    kept, so that each summand of p's gradient can be inspected."""
+    if expand is None or p is None:
+        return p
+    full = p * torch.ones_like(x)
+    full.retain_grad()
+    expand.setdefault(prefix_name, []).append(full)
+    return full
+
+
+def _norm(cfg, P, x, prefix, expand=None):
+    alpha = P[f"{prefix}.alpha"] if cfg.norm != "rmsnorm" else None
+    bias = P[f"{prefix}.bias"] if cfg.norm_bias else None
     return norm_forward(
-        x, cfg.norm, P[f"{prefix}.weight"],
-        alpha=P[f"{prefix}.alpha"] if cfg.norm != "rmsnorm" else None,
-        bias=P[f"{prefix}.bias"] if cfg.norm_bias else None,
+        x, cfg.norm, _per_element(P[f"{prefix}.weight"], x, f"{prefix}.weight", expand),
+        alpha=_per_element(alpha, x, f"{prefix}.alpha", expand),
+        bias=_per_element(bias, x, f"{prefix}.bias", expand),
         eps=cfg.rms_norm_eps)
 
 
-def logits_fn(cfg, P, tokens):
-    """Functional forward. P: name -> float64 tensor; tokens [B, T] -> logits [B, T, V]."""
+def logits_fn(cfg, P, tokens, expand=None):
+    """Functional forward. P: name -> float64 tensor; tokens [B, T] -> logits [B, T, V].
+    expand: optional dict filled with per-element copies of the norm parameters
+    and the embedding scale (see _per_element); the values are unchanged."""
     tokens = torch.as_tensor(tokens, dtype=torch.long)
     if tokens.min() < 0 or tokens.max() >= cfg.vocab_size:
         raise ValueError(f"token ids must lie in [0, {cfg.vocab_size})")
@@ -209,23 +226,23 @@ def logits_fn(cfg, P, tokens):
     cos, sin = rope_cos_sin(T, cfg.head_dim, cfg.rope_theta)
     h = P["model.embed_tokens.weight"][tokens]
     if cfg.embed_scale:
-        h = h * P["model.embed_scale"]
+        h = h * _per_element(P["model.embed_scale"], h, "model.embed_scale", expand)
     for i in range(cfg.num_hidden_layers):
         L = f"model.layers.{i}"
-        a = _norm(cfg, P, h, f"{L}.input_layernorm")
+        a = _norm(cfg, P, h, f"{L}.input_layernorm", expand)
         h = h + attention(a, P[f"{L}.self_attn.q_proj.weight"], P[f"{L}.self_attn.k_proj.weight"],
                           P[f"{L}.self_attn.v_proj.weight"], P[f"{L}.self_attn.o_proj.weight"],
                           cfg, cos, sin)
-        m = _norm(cfg, P, h, f"{L}.post_attention_layernorm")
+        m = _norm(cfg, P, h, f"{L}.post_attention_layernorm", expand)
         h = h + swiglu(m, P[f"{L}.mlp.gate_proj.weight"], P[f"{L}.mlp.up_proj.weight"],
                        P[f"{L}.mlp.down_proj.weight"])
-    h = _norm(cfg, P, h, "model.norm")
+    h = _norm(cfg, P, h, "model.norm", expand)
     return h @ P["lm_head.weight"].T
 
 
-def loss_fn(cfg, P, tokens, targets):
+def loss_fn(cfg, P, tokens, targets, expand=None):
     """Mean cross-entropy over all B*T positions."""
-    logits = logits_fn(cfg, P, tokens)
+    logits = logits_fn(cfg, P, tokens, expand)
     targets = torch.as_tensor(targets, dtype=torch.long)
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="mean")
 
@@ -257,28 +274,46 @@ class LlamaDyT(torch.nn.Module):
     def forward(self, tokens):
         return logits_fn(self.cfg, self.named_tensors(), tokens)
 
-    def loss(self, tokens, targets):
-        return loss_fn(self.cfg, self.named_tensors(), tokens, targets)
+    def loss(self, tokens, targets, expand=None):
+        return loss_fn(self.cfg, self.named_tensors(), tokens, targets, expand)
 
 
-def loss_and_grads(cfg, tensors, tokens, targets):
+def loss_and_grads(cfg, tensors, tokens, targets, summands=False):
     """Run forward + backward in float64.
 
     cfg: Config (or a config.json dict); tensors: name -> array (numpy or torch);
     tokens, targets: [B, T] integer arrays. Returns (loss: float,
     grads: name -> float64 numpy array, same names and shapes as tensors).
+
+    With summands=True also returns S: for every parameter that is broadcast
+    over positions (norm weight/alpha/bias, embed_scale), S[name] has its shape
+    and holds the sum over positions of the |summands| of its gradient, so
+    ||S|| / ||grad|| is the condition number of that reduction: how much of it
+    cancels. A low-precision implementation can only be expected to match the
+    gradient to about eps * ||S||.
     """
     if isinstance(cfg, dict):
         cfg = Config.from_dict(cfg)
     model = LlamaDyT(cfg, tensors)
+    expand = {} if summands else None
     loss = model.loss(torch.as_tensor(np.asarray(tokens), dtype=torch.long),
-                      torch.as_tensor(np.asarray(targets), dtype=torch.long))
+                      torch.as_tensor(np.asarray(targets), dtype=torch.long), expand)
     loss.backward()
     grads = {}
     for n, t in model.named_tensors().items():
         g = t.grad
         grads[n] = np.zeros(tuple(t.shape)) if g is None else g.detach().numpy().copy()
-    return float(loss.detach()), grads
+    if not summands:
+        return float(loss.detach()), grads
+    S = {}
+    for n, fulls in expand.items():
+        shape = tuple(model.named_tensors()[n].shape)
+        acc = np.zeros(shape)
+        for full in fulls:
+            a = full.grad.detach().abs()
+            acc += a.reshape(-1, *shape).sum(dim=0).numpy() if shape != (1,) else float(a.sum())
+        S[n] = acc
+    return float(loss.detach()), grads, S
 
 
 def init_tensors(cfg, seed=0, std=0.02, alpha_attn=1.0, alpha_other=1.0):

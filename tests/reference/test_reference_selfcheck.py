@@ -301,6 +301,24 @@ class ModelTests(unittest.TestCase):
             if n != "model.embed_tokens.weight" and n != "lm_head.weight":
                 self.assertGreater(float(np.abs(g[n]).max()), 0.0, n)
 
+    def test_summands_mode_changes_nothing_and_bounds_grads(self):
+        for norm, bias in (("rmsnorm", True), ("dyt", True), ("dyisru", False)):
+            cfg = tiny_cfg(norm=norm, norm_bias=bias, embed_scale=True)
+            t = perturbed_tensors(cfg, 8)
+            rng = np.random.default_rng(8)
+            tok, tgt = rng.integers(0, 13, size=(2, 6)), rng.integers(0, 13, size=(2, 6))
+            loss, g = R.loss_and_grads(cfg, t, tok, tgt)
+            loss2, g2, S = R.loss_and_grads(cfg, t, tok, tgt, summands=True)
+            self.assertEqual(loss, loss2)
+            broadcast = {n for n, s in R.param_shapes(cfg).items() if len(s) == 1}
+            self.assertEqual(set(S), broadcast)
+            for n in g:
+                np.testing.assert_allclose(g2[n], g[n], rtol=1e-12, atol=1e-300, err_msg=n)
+            for n in S:
+                self.assertEqual(S[n].shape, g[n].shape, n)
+                self.assertTrue(np.all(S[n] >= np.abs(g[n]) * (1 - 1e-12)), n)
+                self.assertGreater(float(S[n].sum()), 0.0, n)
+
     def test_param_shapes_names(self):
         cfg = tiny_cfg(norm="rmsnorm")
         s = R.param_shapes(cfg)
