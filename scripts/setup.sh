@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   protobuf-compiler libprotobuf-dev          # configs/*.proto and checkpoint manifests
   libgtest-dev libgmock-dev                  # tests/
-  libopenblas-dev                            # CPU GEMMs
+  libopenblas-dev libopenblas-openmp-dev     # CPU GEMMs (the OpenMP build shares our thread pool)
   libomp-dev                                 # OpenMP for CPU kernels
   openmpi-bin libopenmpi-dev                 # multi-rank launch and host communicators
   libsentencepiece-dev sentencepiece         # dyt-tokenize

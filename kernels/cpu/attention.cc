@@ -1,8 +1,8 @@
 // Causal grouped-query attention, materialising the [T, T] probabilities per
 // (batch, head) — this is the reference, not a flash kernel. The products are
-// strided sgemm calls straight on the [B·T, H·hd] activations; the loop over
-// (batch, head) is serial so OpenBLAS threads each product, and the group's
-// query heads add into dk/dv in a fixed order (deterministic).
+// strided sgemm calls straight on the [B·T, H·hd] activations; OpenMP splits
+// the (batch, head) tasks and the group's query heads add into dk/dv in a
+// fixed order (deterministic).
 #include <cblas.h>
 
 #include <algorithm>
@@ -11,6 +11,7 @@
 
 #include "kernels/cpu/check.h"
 #include "kernels/cpu_ops.h"
+#include "kernels/elementwise.h"
 
 namespace dyt::cpu {
 
@@ -64,36 +65,32 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, int64_
     return t.f32() + b * T * d.ks + (h / d.group) * d.hd;
   };
 
-  // Scores S = scale · Q Kᵀ into the probs buffer.
+  // One independent task per (batch, head): scores, causal softmax, P·V. The
+  // BLAS calls run single-threaded inside the parallel region (OpenMP build of
+  // OpenBLAS), so the threads split the heads instead of each tiny product.
+#pragma omp parallel for collapse(2) schedule(static)
   for (int64_t b = 0; b < d.B; ++b)
-    for (int64_t h = 0; h < d.Hq; ++h)
+    for (int64_t h = 0; h < d.Hq; ++h) {
+      float* P = probs.f32() + (b * d.Hq + h) * TT;
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, d.hd, scale, q_at(b, h), d.qs,
-                  kv_at(k, b, h), d.ks, 0.0f, probs.f32() + (b * d.Hq + h) * TT, T);
-
-  // Causal softmax over every row of every (batch, head), in one parallel pass.
-  const int64_t all_rows = d.B * d.Hq * T;
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < all_rows; ++r) {
-    const int64_t i = r % T;  // query position: keys 0..i are visible
-    float* p = probs.f32() + r * T;
-    float m = p[0];
-    for (int64_t j = 1; j <= i; ++j) m = std::max(m, p[j]);
-    double sum = 0.0;
-    for (int64_t j = 0; j <= i; ++j) {
-      p[j] = std::exp(p[j] - m);
-      sum += p[j];
+                  kv_at(k, b, h), d.ks, 0.0f, P, T);
+      for (int64_t i = 0; i < T; ++i) {  // query i sees keys 0..i
+        float* p = P + i * T;
+        float m = p[0];
+        for (int64_t j = 1; j <= i; ++j) m = std::max(m, p[j]);
+        double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t j = 0; j <= i; ++j) {
+          p[j] = kernels::exp_f32(p[j] - m);
+          sum += p[j];
+        }
+        const float inv = static_cast<float>(1.0 / sum);
+        for (int64_t j = 0; j <= i; ++j) p[j] *= inv;
+        std::fill(p + i + 1, p + T, 0.0f);
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, d.hd, T, 1.0f, P, T,
+                  kv_at(v, b, h), d.ks, 0.0f, out.f32() + b * T * d.qs + h * d.hd, d.qs);
     }
-    const float inv = static_cast<float>(1.0 / sum);
-    for (int64_t j = 0; j <= i; ++j) p[j] *= inv;
-    std::fill(p + i + 1, p + T, 0.0f);
-  }
-
-  // out = P V.
-  for (int64_t b = 0; b < d.B; ++b)
-    for (int64_t h = 0; h < d.Hq; ++h)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, d.hd, T, 1.0f,
-                  probs.f32() + (b * d.Hq + h) * TT, T, kv_at(v, b, h), d.ks, 0.0f,
-                  out.f32() + b * T * d.qs + h * d.hd, d.qs);
 }
 
 // With dP = dO Vᵀ and dS = P ⊙ (dP − rowsum(P ⊙ dP)):
@@ -114,34 +111,39 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
   require_rows(op, "dv", dv, rows, d.ks);
   const int64_t T = d.T, TT = T * T;
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d.hd)));
-  std::vector<float> ds(TT);
+  // One task per (batch, KV head): its query heads run in order inside the
+  // task, so dk/dv sum over the group in a fixed order (deterministic).
+#pragma omp parallel
+  {
+    std::vector<float> ds(TT);
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t b = 0; b < d.B; ++b)
+      for (int64_t g = 0; g < d.Hkv; ++g)
+        for (int64_t h = g * d.group; h < (g + 1) * d.group; ++h) {
+          const int64_t qoff = b * T * d.qs + h * d.hd;
+          const int64_t kvoff = b * T * d.ks + g * d.hd;
+          const float* P = probs.f32() + (b * d.Hq + h) * TT;
+          const float beta = h == g * d.group ? 0.0f : 1.0f;  // first head of the group writes
 
-  for (int64_t b = 0; b < d.B; ++b)
-    for (int64_t h = 0; h < d.Hq; ++h) {
-      const int64_t qoff = b * T * d.qs + h * d.hd;
-      const int64_t kvoff = b * T * d.ks + (h / d.group) * d.hd;
-      const float* P = probs.f32() + (b * d.Hq + h) * TT;
-      const float beta = h % d.group == 0 ? 0.0f : 1.0f;  // first head of the group writes
-
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, d.hd, 1.0f, dout.f32() + qoff,
-                  d.qs, v.f32() + kvoff, d.ks, 0.0f, ds.data(), T);
-#pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < T; ++i) {
-        const float* p = P + i * T;
-        float* g = ds.data() + i * T;
-        double dot = 0.0;
-        for (int64_t j = 0; j <= i; ++j) dot += static_cast<double>(p[j]) * g[j];
-        const float c = static_cast<float>(dot);
-        for (int64_t j = 0; j <= i; ++j) g[j] = scale * p[j] * (g[j] - c);
-        std::fill(g + i + 1, g + T, 0.0f);
-      }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, d.hd, T, 1.0f, ds.data(), T,
-                  k.f32() + kvoff, d.ks, 0.0f, dq.f32() + qoff, d.qs);
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, d.hd, T, 1.0f, ds.data(), T,
-                  q.f32() + qoff, d.qs, beta, dk.f32() + kvoff, d.ks);
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, d.hd, T, 1.0f, P, T,
-                  dout.f32() + qoff, d.qs, beta, dv.f32() + kvoff, d.ks);
-    }
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, d.hd, 1.0f,
+                      dout.f32() + qoff, d.qs, v.f32() + kvoff, d.ks, 0.0f, ds.data(), T);
+          for (int64_t i = 0; i < T; ++i) {
+            const float* p = P + i * T;
+            float* gr = ds.data() + i * T;
+            double dot = 0.0;
+            for (int64_t j = 0; j <= i; ++j) dot += static_cast<double>(p[j]) * gr[j];
+            const float c = static_cast<float>(dot);
+            for (int64_t j = 0; j <= i; ++j) gr[j] = scale * p[j] * (gr[j] - c);
+            std::fill(gr + i + 1, gr + T, 0.0f);
+          }
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, d.hd, T, 1.0f, ds.data(), T,
+                      k.f32() + kvoff, d.ks, 0.0f, dq.f32() + qoff, d.qs);
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, d.hd, T, 1.0f, ds.data(), T,
+                      q.f32() + qoff, d.qs, beta, dk.f32() + kvoff, d.ks);
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, d.hd, T, 1.0f, P, T,
+                      dout.f32() + qoff, d.qs, beta, dv.f32() + kvoff, d.ks);
+        }
+  }
 }
 
 }  // namespace dyt::cpu

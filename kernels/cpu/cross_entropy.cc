@@ -6,6 +6,7 @@
 #include "kernels/cpu/check.h"
 #include "kernels/cpu/row_reduce.h"
 #include "kernels/cpu_ops.h"
+#include "kernels/elementwise.h"
 
 namespace dyt::cpu {
 
@@ -27,16 +28,19 @@ int64_t check_ce(const char* op, const Tensor& logits, const Tensor& targets) {
   return vocab;
 }
 
-// Row max and log Σ exp(l − max), the exp-sum in double.
-struct RowStats {
-  float max;
-  double log_sum;
-};
-RowStats row_stats(const float* l, int64_t vocab) {
-  const float m = *std::max_element(l, l + vocab);
+float row_max(const float* l, int64_t vocab) {
+  float m = l[0];
+#pragma omp simd reduction(max : m)
+  for (int64_t j = 1; j < vocab; ++j) m = l[j] > m ? l[j] : m;
+  return m;
+}
+
+// Σ_j exp(l_j − m), each exp in float and the sum in double.
+double exp_sum(const float* l, int64_t vocab, float m) {
   double s = 0.0;
-  for (int64_t j = 0; j < vocab; ++j) s += std::exp(l[j] - m);
-  return {m, std::log(s)};
+#pragma omp simd reduction(+ : s)
+  for (int64_t j = 0; j < vocab; ++j) s += kernels::exp_f32(l[j] - m);
+  return s;
 }
 
 }  // namespace
@@ -49,8 +53,8 @@ double cross_entropy_forward(const Tensor& logits, const Tensor& targets) {
                            [&](int64_t r0, int64_t r1, float*, double* loss) {
                              for (int64_t r = r0; r < r1; ++r) {
                                const float* l = logits.f32() + r * vocab;
-                               const RowStats st = row_stats(l, vocab);
-                               loss[0] += st.log_sum + st.max - l[t[r]];
+                               const float m = row_max(l, vocab);
+                               loss[0] += std::log(exp_sum(l, vocab, m)) + m - l[t[r]];
                              }
                            })
       .d[0];
@@ -70,14 +74,23 @@ double cross_entropy_backward(const Tensor& logits, const Tensor& targets, float
                  const float* l = logits.f32() + r * vocab;
                  float* g =
                      dlogits.f32() + r * vocab;  // may alias l: l[j] is read before g[j] is written
-                 const RowStats st = row_stats(l, vocab);
-                 const double lt = l[t[r]];
-                 loss[0] += st.log_sum + st.max - lt;
-                 const double shift = st.max + st.log_sum;  // softmax_j = exp(l_j − shift)
-                 for (int64_t j = 0; j < vocab; ++j)
-                   g[j] = grad_scale * static_cast<float>(std::exp(l[j] - shift));
+                 const float m = row_max(l, vocab);
+                 const double lt = l[t[r]];  // read before g (maybe l) is written
+                 // One exp per logit: g holds exp(l − m) until the sum is known.
+                 double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+                 for (int64_t j = 0; j < vocab; ++j) {
+                   const float e = kernels::exp_f32(l[j] - m);
+                   g[j] = e;
+                   sum += e;
+                 }
+                 const double log_sum = std::log(sum);
+                 loss[0] += log_sum + m - lt;
+                 const float scale = static_cast<float>(grad_scale / sum);
+#pragma omp simd
+                 for (int64_t j = 0; j < vocab; ++j) g[j] *= scale;
                  // p_t − 1 in double: no cancellation when the model is confident.
-                 g[t[r]] = grad_scale * static_cast<float>(std::exp(lt - shift) - 1.0);
+                 g[t[r]] = grad_scale * static_cast<float>(std::exp(lt - m - log_sum) - 1.0);
                }
              })
       .d[0];

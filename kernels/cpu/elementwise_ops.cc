@@ -101,8 +101,9 @@ void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& dout, T
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < total; ++i) {
     const float gi = g[i], ui = u[i], doi = go[i];
-    dg[i] = doi * ui * kernels::silu_grad(gi);
-    du[i] = doi * kernels::silu(gi);
+    const float sg = kernels::sigmoidf_(gi);  // one exp serves silu and its slope
+    dg[i] = doi * ui * (sg * (1.0f + gi * (1.0f - sg)));
+    du[i] = doi * gi * sg;
   }
 }
 

@@ -115,9 +115,12 @@ void dynamic_forward(const char* op, const Tensor& x, const Tensor& alpha, const
   for (int64_t r = 0; r < n; ++r) {
     const float* xr = x.f32() + r * d;
     float* yr = y.f32() + r * d;
-    for (int64_t i = 0; i < d; ++i) {
-      const float v = g[i] * F::value(xr[i], a);
-      yr[i] = b ? v + b[i] : v;
+    if (b) {
+#pragma omp simd
+      for (int64_t i = 0; i < d; ++i) yr[i] = g[i] * F::value(xr[i], a) + b[i];
+    } else {
+#pragma omp simd
+      for (int64_t i = 0; i < d; ++i) yr[i] = g[i] * F::value(xr[i], a);
     }
   }
 }
@@ -145,6 +148,9 @@ void dynamic_backward(const char* op, const Tensor& x, const Tensor& alpha, cons
           const float* gr = dy.f32() + r * d;
           float* dxr = dx.f32() + r * d;
           double da = 0.0;
+          // SIMD lanes each sum part of the row; the lane order is fixed by
+          // the build, so the bits still do not depend on the thread count.
+#pragma omp simd reduction(+ : da)
           for (int64_t i = 0; i < d; ++i) {
             const float v = F::value(xr[i], a);
             const float gs = gr[i] * g[i] * F::slope(xr[i], a, v);
