@@ -9,7 +9,7 @@ namespace dyt::trainer {
 std::string json_number(double v) {
   if (!std::isfinite(v)) return "null";
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.9g", v);
+  std::snprintf(buf, sizeof buf, "%.17g", v);  // round-trips a double exactly
   return buf;
 }
 
