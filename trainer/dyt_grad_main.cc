@@ -46,7 +46,8 @@ int run(int argc, char** argv) {
       throw config::ConfigError(std::string("missing required option --") + required);
   const config::RunConfig cfg = config::load_run_config(args.config_path, args.overrides);
   const int64_t batch = positive_int(args, "batch"), seq = positive_int(args, "seq");
-  const uint64_t seed = args.options.count("seed") ? std::stoull(args.options.at("seed")) : cfg.train().seed();
+  const uint64_t seed =
+      args.options.count("seed") ? static_cast<uint64_t>(positive_int(args, "seed")) : cfg.train().seed();
 
   // Tokens: row b is [b·T, b·T+T) and its targets are shifted by one.
   const data::TokenShard shard = data::TokenShard::open(args.options.at("tokens"));

@@ -61,6 +61,15 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out) {
     throw config::ConfigError("parallel.dp = " + std::to_string(cfg.parallel().dp()) +
                               ", parallel.tp = " + std::to_string(cfg.parallel().tp()) +
                               ": dyt-train runs a single process so far; set both to 1");
+  if (t.precision() != config::FP32)
+    throw config::ConfigError("train.precision: the CPU trainer computes in FP32; set train.precision=FP32 "
+                              "(BF16 needs the CUDA path)");
+  // Refused rather than ignored: a run that silently never saves is the
+  // costliest way to lose training.
+  if (!cfg.checkpoint().dir().empty())
+    throw config::ConfigError("checkpoint.dir = \"" + cfg.checkpoint().dir() +
+                              "\": this build cannot write checkpoints yet; unset it "
+                              "(--set checkpoint.dir=) to train without them");
   const int64_t T = t.seq_len(), B = t.micro_batch();
 
   // Everything that can be wrong with the data is found before any work.

@@ -17,6 +17,9 @@ learns: 50 optimizer steps of configs/tiny.pbtxt (its schedule compressed to
   job, not this one's.
 deterministic: two runs with one seed give bit-identical losses and gradient
   norms, and a different seed gives different ones.
+refuses: checkpoint.dir, BF16 precision, dp > 1 and a vocabulary smaller
+  than the data's largest token stop the run before any work with a message
+  naming the field (exit 2 for config, 1 for data).
 nonfinite: a learning rate of 1e30 blows the weights up; every step after
   that has a non-finite loss, is skipped and counted, and after
   train.max_nonfinite_steps in a row the run stops with exit code 1 and a
@@ -130,9 +133,25 @@ def nonfinite(args):
     print("PASS")
 
 
+def refuses(args):
+    """Settings this build cannot honour stop the run before any work (exit 2)."""
+    cases = [("checkpoint.dir=runs/x/checkpoints", "checkpoint.dir"),
+             ("train.precision=BF16", "train.precision"),
+             ("parallel.dp=2", "parallel.dp"),
+             ("model.vocab_size=100", "model.vocab_size")]  # data holds ids >= 100
+    for override, field in cases:
+        p = run_train(args, os.path.join(args.work, "refuses"), override, "train.steps=1",
+                      expect_rc=1 if field == "model.vocab_size" else 2)
+        if field not in p.stderr:
+            sys.exit(f"FAIL: --set {override}: the error does not name {field}")
+        if os.path.exists(os.path.join(args.work, "refuses", "metrics.jsonl")):
+            sys.exit(f"FAIL: --set {override}: work started (metrics written) before the refusal")
+    print("PASS")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=["learns", "deterministic", "nonfinite"])
+    ap.add_argument("mode", choices=["learns", "deterministic", "nonfinite", "refuses"])
     ap.add_argument("--train", required=True)
     ap.add_argument("--config", required=True)
     ap.add_argument("--data", required=True)
