@@ -1,0 +1,199 @@
+// Helpers for the CUDA kernel tests: device detection (tests skip without a
+// GPU), device buffers that upload/download F32 or BF16 with conversion,
+// NaN poisoning, random data that is never zero, bf16 rounding on the host,
+// and the relative comparison the CPU tests use.
+#pragma once
+
+#include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/cuda_ops.h"
+
+namespace dyt::cuda_test {
+
+using kernels::Device;
+using kernels::DType;
+using kernels::Tensor;
+using Vec = std::vector<float>;
+
+inline bool cuda_available() {
+  static const bool ok = [] {
+    int n = 0;
+    const bool found = cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+    (void)cudaGetLastError();  // clear the error a machine without a driver leaves
+    return found;
+  }();
+  return ok;
+}
+
+#define DYT_REQUIRE_CUDA()                                                            \
+  do {                                                                                \
+    if (!::dyt::cuda_test::cuda_available()) GTEST_SKIP() << "no CUDA device present"; \
+  } while (0)
+
+// The seed of this run: $DYT_TEST_SEED if set (to replay a failure), else
+// fresh from std::random_device. Printed once; failure messages carry it.
+inline uint32_t run_seed() {
+  static const uint32_t seed = [] {
+    const char* env = std::getenv("DYT_TEST_SEED");
+    const uint32_t s = env ? static_cast<uint32_t>(std::strtoul(env, nullptr, 10))
+                           : std::random_device{}();
+    std::cout << "[ seed     ] DYT_TEST_SEED=" << s << std::endl;
+    return s;
+  }();
+  return seed;
+}
+
+// Uniform in [lo, hi] with |v| >= 0.05: no input sits at a trivial zero.
+inline Vec random_vec(size_t n, std::mt19937& gen, float lo = -1.0f, float hi = 1.0f) {
+  std::uniform_real_distribution<float> dist(lo, hi);
+  Vec v(n);
+  for (float& x : v) do
+      x = dist(gen);
+    while (std::fabs(x) < 0.05f);
+  return v;
+}
+
+// ---- bf16 on the host (round to nearest even, as __float2bfloat16_rn) ------------
+inline uint16_t f32_to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;  // NaN
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+inline float bf16_to_f32(uint16_t h) {
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline float round_to(DType dt, float v) {
+  return dt == DType::BF16 ? bf16_to_f32(f32_to_bf16(v)) : v;
+}
+inline Vec round_to(DType dt, Vec v) {
+  for (float& x : v) x = round_to(dt, x);
+  return v;
+}
+inline const char* dtype_name(DType dt) { return dt == DType::BF16 ? "bf16" : "f32"; }
+
+// ---- device buffers -------------------------------------------------------------------
+
+class DevBuf {
+ public:
+  DevBuf() = default;
+  // n elements of dtype dt, plus `pad` spare elements in front so that a view
+  // can start misaligned (offset elements in).
+  DevBuf(size_t n, DType dt, size_t offset = 0) : n_(n), dt_(dt), offset_(offset) {
+    DYT_CUDA_CHECK(cudaMalloc(&base_, std::max<size_t>(1, (n + offset) * esize())));
+  }
+  DevBuf(const Vec& host, DType dt, size_t offset = 0) : DevBuf(host.size(), dt, offset) {
+    upload(host);
+  }
+  DevBuf(const DevBuf&) = delete;
+  DevBuf& operator=(const DevBuf&) = delete;
+  DevBuf(DevBuf&& o) noexcept { *this = std::move(o); }
+  DevBuf& operator=(DevBuf&& o) noexcept {
+    std::swap(base_, o.base_);
+    n_ = o.n_, dt_ = o.dt_, offset_ = o.offset_;
+    return *this;
+  }
+  ~DevBuf() {
+    if (base_) cudaFree(base_);
+  }
+
+  size_t esize() const { return dt_ == DType::BF16 ? 2 : 4; }
+  void* data() const { return static_cast<char*>(base_) + offset_ * esize(); }
+  size_t bytes() const { return n_ * esize(); }
+  Tensor view(std::initializer_list<int64_t> dims) const {
+    return Tensor(data(), dt_, Device::CUDA, dims);
+  }
+
+  void upload(const Vec& host) {
+    if (dt_ == DType::BF16) {
+      std::vector<uint16_t> h(host.size());
+      for (size_t i = 0; i < h.size(); ++i) h[i] = f32_to_bf16(host[i]);
+      DYT_CUDA_CHECK(cudaMemcpy(data(), h.data(), bytes(), cudaMemcpyHostToDevice));
+    } else {
+      DYT_CUDA_CHECK(cudaMemcpy(data(), host.data(), bytes(), cudaMemcpyHostToDevice));
+    }
+  }
+  Vec download() const {
+    DYT_CUDA_CHECK(cudaDeviceSynchronize());
+    Vec out(n_);
+    if (dt_ == DType::BF16) {
+      std::vector<uint16_t> h(n_);
+      DYT_CUDA_CHECK(cudaMemcpy(h.data(), data(), bytes(), cudaMemcpyDeviceToHost));
+      for (size_t i = 0; i < n_; ++i) out[i] = bf16_to_f32(h[i]);
+    } else {
+      DYT_CUDA_CHECK(cudaMemcpy(out.data(), data(), bytes(), cudaMemcpyDeviceToHost));
+    }
+    return out;
+  }
+  std::vector<unsigned char> raw() const {
+    DYT_CUDA_CHECK(cudaDeviceSynchronize());
+    std::vector<unsigned char> out(bytes());
+    DYT_CUDA_CHECK(cudaMemcpy(out.data(), data(), bytes(), cudaMemcpyDeviceToHost));
+    return out;
+  }
+  // All bits set: a NaN in F32 and in BF16, so an unwritten element fails.
+  void poison() { DYT_CUDA_CHECK(cudaMemset(data(), 0xff, bytes())); }
+
+ private:
+  void* base_ = nullptr;
+  size_t n_ = 0;
+  DType dt_ = DType::F32;
+  size_t offset_ = 0;
+};
+
+// ---- comparison ------------------------------------------------------------------------
+
+// |a_i − e_i| <= rtol · (|e_i| + rms(e)) for every i; NaN never passes.
+inline void expect_close(const std::vector<double>& actual, const std::vector<double>& expected,
+                         double rtol, const std::string& what) {
+  ASSERT_EQ(actual.size(), expected.size()) << what;
+  double ss = 0.0;
+  for (double e : expected) ss += e * e;
+  const double rms = std::sqrt(ss / std::max<size_t>(1, expected.size()));
+  ASSERT_GT(rms, 0.0) << what << ": expected values are all zero, the check would be empty";
+  size_t worst = 0;
+  double worst_ratio = -1.0;
+  for (size_t i = 0; i < actual.size(); ++i) {
+    double ratio = std::fabs(actual[i] - expected[i]) / (rtol * (std::fabs(expected[i]) + rms));
+    if (std::isnan(ratio)) ratio = std::numeric_limits<double>::infinity();
+    if (ratio > worst_ratio) worst_ratio = ratio, worst = i;
+  }
+  EXPECT_LE(worst_ratio, 1.0) << what << ": worst at index " << worst << " of " << actual.size()
+                              << ", got " << actual[worst] << ", expected " << expected[worst]
+                              << " (rtol " << rtol << ", seed " << run_seed() << ")";
+}
+inline std::vector<double> to_d(const Vec& v) { return {v.begin(), v.end()}; }
+inline void expect_close(const Vec& actual, const Vec& expected, double rtol,
+                         const std::string& what) {
+  expect_close(to_d(actual), to_d(expected), rtol, what);
+}
+// For "+=" outputs: compare the increments (after − before) of both, in double.
+inline void expect_close_delta(const Vec& actual, const Vec& expected, const Vec& before,
+                               double rtol, const std::string& what) {
+  ASSERT_EQ(actual.size(), before.size()) << what;
+  ASSERT_EQ(expected.size(), before.size()) << what;
+  std::vector<double> a(before.size()), e(before.size());
+  for (size_t i = 0; i < before.size(); ++i) {
+    a[i] = double(actual[i]) - double(before[i]);
+    e[i] = double(expected[i]) - double(before[i]);
+  }
+  expect_close(a, e, rtol, what);
+}
+
+}  // namespace dyt::cuda_test
