@@ -43,7 +43,7 @@ generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
 start=$(date +%s)
 if ! { cmake -S "$root/kernels/cuda/standalone" -B "$build" "${generator[@]}" \
-         -DCMAKE_BUILD_TYPE=Release -DDYT_CUDA_PTXAS_VERBOSE=ON &&
+         -DCMAKE_BUILD_TYPE=Release -DDYT_CUDA_PTXAS_VERBOSE=ON -DDYT_CUDA_EMULATION=OFF &&
        cmake --build "$build" -j "$jobs"; } >"$out/build.log" 2>&1; then
   say "build FAILED; tail of build.log:"
   tail -30 "$out/build.log"

@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "kernels/elementwise.h"
@@ -66,7 +67,9 @@ struct Pack {
 #pragma unroll
       for (int k = 0; k < VEC / 2; ++k) {
         const __nv_bfloat162 h = __floats2bfloat162_rn(v[2 * k], v[2 * k + 1]);
-        set_word(k, *reinterpret_cast<const uint32_t*>(&h));
+        uint32_t w;
+        memcpy(&w, &h, sizeof w);  // a register move after compilation
+        set_word(k, w);
       }
     }
   }

@@ -11,6 +11,25 @@
 
 #include "kernels/cuda/cuda_ops.h"
 
+// ---- tuning knobs (compile-time; set with -DDYT_CUDA_TUNING="A=1;B=2" in CMake,
+// bench/cuda/sweep.sh times several builds in one go). They change speed and
+// the reduction layout, never the function computed.
+#ifndef DYT_CUDA_FWD_ROWS  // rows in flight per thread, DyT/DyISRU forward
+#define DYT_CUDA_FWD_ROWS 4
+#endif
+#ifndef DYT_CUDA_BWD_ROWS  // rows in flight per thread, DyT/DyISRU backward
+#define DYT_CUDA_BWD_ROWS 4
+#endif
+#ifndef DYT_CUDA_ROW_THREADS  // most threads across one row in a DyT/DyISRU block (multiple of 32, <= 512)
+#define DYT_CUDA_ROW_THREADS 512
+#endif
+#ifndef DYT_CUDA_BWD_THREADS_PER_SM  // threads per SM the persistent backward grids aim for
+#define DYT_CUDA_BWD_THREADS_PER_SM 512
+#endif
+#ifndef DYT_CUDA_MIN_BLOCKS  // __launch_bounds__ minimum resident blocks of the DyT/DyISRU kernels
+#define DYT_CUDA_MIN_BLOCKS 1
+#endif
+
 namespace dyt::cuda::detail {
 
 // ---- argument checks (std::invalid_argument "<op>: <what>") -----------------
@@ -61,8 +80,11 @@ struct RowPlan {
 RowPlan row_plan(int64_t d, int vec);
 int64_t row_backward_blocks(const RowPlan& p, int64_t rows, int sms);
 
-inline constexpr int kFwdRowsPerThread = 4;  // rows in flight per thread, forward
-inline constexpr int kBwdRowsPerThread = 4;  // rows in flight per thread, backward
+inline constexpr int kFwdRowsPerThread = DYT_CUDA_FWD_ROWS;
+inline constexpr int kBwdRowsPerThread = DYT_CUDA_BWD_ROWS;
+inline constexpr int kRowThreads = DYT_CUDA_ROW_THREADS;
+inline constexpr int kBwdThreadsPerSm = DYT_CUDA_BWD_THREADS_PER_SM;
+static_assert(kRowThreads % 32 == 0 && kRowThreads >= 32 && kRowThreads <= 512);
 
 // Workspace layout of a backward: double alpha partials first (n_alpha), then
 // float partials [n_partial_rows, nf], 16-byte aligned.

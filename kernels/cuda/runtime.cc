@@ -103,16 +103,16 @@ int sm_count(int device) {
 namespace {
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int round32(int64_t n) { return static_cast<int>(ceil_div(std::max<int64_t>(n, 1), 32) * 32); }
-// Threads per SM the persistent backward kernels aim for: enough 16-byte loads
-// in flight (kBwdRowsPerThread rows × 3 tensors each) to cover DRAM latency,
-// and few blocks, since every block adds one row of partials to the workspace.
-constexpr int kBwdThreadsPerSm = 512;
+// kBwdThreadsPerSm (detail.h): threads per SM the persistent backward kernels
+// aim for: enough 16-byte loads in flight (kBwdRowsPerThread rows × 3 tensors
+// each) to cover DRAM latency, and few blocks, since every block adds one row
+// of partials to the workspace.
 }  // namespace
 
 ColPlan col_plan(int64_t d, int vec) {
   const int64_t nvec = d / vec;  // vec divides d on the vector path; vec = 1 otherwise
   ColPlan p;
-  p.col_tiles = static_cast<int>(ceil_div(std::max<int64_t>(nvec, 1), 512));
+  p.col_tiles = static_cast<int>(ceil_div(std::max<int64_t>(nvec, 1), kRowThreads));
   p.tx = round32(ceil_div(nvec, p.col_tiles));
   p.ty = std::max(1, 256 / p.tx);
   return p;

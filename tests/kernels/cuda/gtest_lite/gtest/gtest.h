@@ -4,9 +4,9 @@
 // against either; the main build always uses the real one. Covered: TEST,
 // GTEST_SKIP, EXPECT_/ASSERT_ TRUE FALSE EQ NE LT LE GT GE, EXPECT_THROW,
 // EXPECT_NO_THROW, ADD_FAILURE, FAIL, each streaming a message with <<;
-// InitGoogleTest (with --gtest_filter=PATTERN[:PATTERN], '*' and '?'
-// wildcards, no negation) and RUN_ALL_TESTS, which ends with the line
-// "N passed, N failed, N skipped".
+// InitGoogleTest (with --gtest_filter=POSITIVE[:...][-NEGATIVE[:...]] and
+// '*' and '?' wildcards, as GoogleTest) and RUN_ALL_TESTS, which ends with
+// the line "N passed, N failed, N skipped".
 #pragma once
 
 #include <cstdio>
@@ -39,7 +39,11 @@ inline std::vector<Entry>& registry() {
   static std::vector<Entry> r;
   return r;
 }
-inline std::vector<std::string>& filters() {
+inline std::vector<std::string>& filters() {  // positive patterns (none: all)
+  static std::vector<std::string> f;
+  return f;
+}
+inline std::vector<std::string>& negative_filters() {
   static std::vector<std::string> f;
   return f;
 }
@@ -142,6 +146,8 @@ inline bool glob(const char* p, const char* s) {
   return (*p == '?' || *p == *s) && glob(p + 1, s + 1);
 }
 inline bool selected(const std::string& full) {
+  for (const std::string& f : negative_filters())
+    if (glob(f.c_str(), full.c_str())) return false;
   if (filters().empty()) return true;
   for (const std::string& f : filters())
     if (glob(f.c_str(), full.c_str())) return true;
@@ -190,15 +196,20 @@ inline void InitGoogleTest(int* argc, char** argv) {
   const char* key = "--gtest_filter=";
   for (int i = 1; i < *argc; ++i) {
     if (std::strncmp(argv[i], key, std::strlen(key)) != 0) continue;
-    std::string pats = argv[i] + std::strlen(key);
-    size_t start = 0;
-    while (start <= pats.size()) {
-      const size_t end = pats.find(':', start);
-      const std::string p = pats.substr(start, end == std::string::npos ? end : end - start);
-      if (!p.empty()) lite::filters().push_back(p);
-      if (end == std::string::npos) break;
-      start = end + 1;
-    }
+    const std::string all = argv[i] + std::strlen(key);
+    const size_t dash = all.find('-');
+    auto split = [](const std::string& pats, std::vector<std::string>& into) {
+      size_t start = 0;
+      while (start <= pats.size()) {
+        const size_t end = pats.find(':', start);
+        const std::string p = pats.substr(start, end == std::string::npos ? end : end - start);
+        if (!p.empty()) into.push_back(p);
+        if (end == std::string::npos) break;
+        start = end + 1;
+      }
+    };
+    split(all.substr(0, dash), lite::filters());
+    if (dash != std::string::npos) split(all.substr(dash + 1), lite::negative_filters());
   }
 }
 

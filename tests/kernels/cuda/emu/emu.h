@@ -1,0 +1,86 @@
+// A host emulator of the CUDA subset the norm kernels use, so that machines
+// without a GPU (developers' and CI's, here nearly all of them) still run the
+// kernels' own source against the CPU reference. Force-included (-include)
+// when the .cu files, rewritten by to_host.py, compile as plain C++.
+//
+// Model: one block at a time, in grid order; its threads are coroutines
+// (ucontext) run in thread order, each until it exits or reaches
+// __syncthreads, which waits for the whole block. Warp shuffles are
+// block-wide exchanges, which is exact when every thread of the block calls
+// them in the same order, as these kernels do. Device memory is host memory
+// with a PROT_NONE page after each allocation (emu_runtime.cc), so reading or
+// writing past its end faults.
+//
+// What it checks: indexing, coverage of every output element, tails, grid
+// strides, the reduction layout and its order, the host-side geometry and
+// argument handling. What it cannot: races between threads or blocks, the
+// memory model, timing, and device code paths that differ from the host's
+// (e.g. fma contraction; results are compared with tolerances anyway).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstring>
+#include <functional>
+
+#undef __shared__
+#define __shared__ static  // one block at a time: a static is that block's shared memory
+#undef __global__
+#define __global__
+#undef __device__
+#define __device__
+#undef __host__
+#define __host__
+#undef __launch_bounds__
+#define __launch_bounds__(...)
+#undef __forceinline__
+#define __forceinline__ inline
+
+namespace emu {
+
+extern uint3 g_thread, g_block;
+extern dim3 g_block_dim, g_grid_dim;
+void syncthreads();
+// Every thread deposits v; returns the value deposited by thread `src`
+// (linear index in the block).
+double exchange(double v, int src);
+
+struct Cfg {
+  dim3 grid, block;
+  Cfg(dim3 g, dim3 b, size_t = 0, cudaStream_t = nullptr) : grid(g), block(b) {}
+};
+void run(const Cfg& cfg, const std::function<void()>& body);
+template <class F, class... A>
+void launch(F* kernel, Cfg cfg, A... args) {
+  run(cfg, [=]() { kernel(args...); });
+}
+
+}  // namespace emu
+
+#define threadIdx (::emu::g_thread)
+#define blockIdx (::emu::g_block)
+#define blockDim (::emu::g_block_dim)
+#define gridDim (::emu::g_grid_dim)
+
+inline void __syncthreads() { emu::syncthreads(); }
+template <class T>
+inline T __ldg(const T* p) {
+  return *p;
+}
+inline float __uint_as_float(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline uint32_t __float_as_uint(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+template <class T>
+inline T __shfl_xor_sync(unsigned, T v, int lane_mask) {
+  const int t = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+  return static_cast<T>(emu::exchange(static_cast<double>(v), t ^ lane_mask));
+}
