@@ -11,7 +11,7 @@
 # build-gpu/). OUT_DIR receives (7 files):
 #   env.txt          GPU, driver, toolkit, CMake, torch versions
 #   build.log        configure + build, with ptxas register/spill reports
-#   tests.log        the GPU tests (ctest --output-on-failure)
+#   tests.log        the GPU tests (ctest -V: every test, its seed, its verdict)
 #   bench.log        both benchmarks' output
 #   bench_cuda.json  dyt-bench-norms-cuda results
 #   bench_torch.json bench_norms_torch.py results
@@ -54,7 +54,7 @@ say "built in $(($(date +%s) - start)) s"
 status=0
 if [ "${DYT_SKIP_TESTS:-0}" != 1 ]; then
   say "running the GPU tests"
-  (cd "$build" && ctest --output-on-failure --timeout 900) >"$out/tests.log" 2>&1 || status=1
+  (cd "$build" && ctest -V --timeout 900) >"$out/tests.log" 2>&1 || status=1
   grep -E "tests passed|passed, .* failed|FAILED" "$out/tests.log" | tail -8
 fi
 

@@ -57,14 +57,15 @@ def main():
         try:
             log = open(a.tests).read()
             m = re.findall(r"(\d+)% tests passed, (\d+) tests failed out of (\d+)", log)
-            lite = re.findall(r"^(\d+) passed, (\d+) failed, (\d+) skipped", log, re.M)
+            lite = re.findall(r"(\d+) passed, (\d+) failed, (\d+) skipped", log)
             skipped = len(re.findall(r"\(Skipped\)", log))
             if m:
                 print(f"- GPU tests (ctest): {m[-1][0]}% passed, {m[-1][1]} failed of {m[-1][2]}, "
                       f"{skipped} skipped" + (" (**a GPU run should skip none**)" if skipped else ""))
             if lite:
                 print(f"- GPU tests (gtest_lite): {lite[-1][0]} passed, {lite[-1][1]} failed, "
-                      f"{lite[-1][2]} skipped")
+                      f"{lite[-1][2]} skipped" +
+                      (" (**a GPU run should skip none**)" if lite[-1][2] != "0" else ""))
         except OSError:
             pass
     print("- bytes: each activation read once and written once; GB/s = bytes / median; "

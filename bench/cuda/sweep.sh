@@ -17,10 +17,10 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)
 if [ $# -eq 0 ]; then
   set -- default \
-    "DYT_CUDA_FWD_ROWS=2;DYT_CUDA_BWD_ROWS=2;DYT_CUDA_MIN_BLOCKS=2" \
+    "DYT_CUDA_FWD_ROWS=2;DYT_CUDA_FWD_MIN_BLOCKS=2" \
     "DYT_CUDA_FWD_ROWS=8" \
     "DYT_CUDA_ROW_THREADS=256" \
-    "DYT_CUDA_BWD_THREADS_PER_SM=1024"
+    "DYT_CUDA_BWD_ROWS=2"
 fi
 variants=("$@")
 n=${#variants[@]}

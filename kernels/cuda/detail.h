@@ -26,8 +26,11 @@
 #ifndef DYT_CUDA_BWD_THREADS_PER_SM  // threads per SM the persistent backward grids aim for
 #define DYT_CUDA_BWD_THREADS_PER_SM 512
 #endif
-#ifndef DYT_CUDA_MIN_BLOCKS  // __launch_bounds__ minimum resident blocks of the DyT/DyISRU kernels
-#define DYT_CUDA_MIN_BLOCKS 1
+#ifndef DYT_CUDA_FWD_MIN_BLOCKS  // __launch_bounds__ min resident blocks, DyT/DyISRU forward
+#define DYT_CUDA_FWD_MIN_BLOCKS 1   // (2 caps registers at 64: no spills with FWD_ROWS=2)
+#endif
+#ifndef DYT_CUDA_BWD_MIN_BLOCKS  // the same for the backward (2 spills in bf16 even with BWD_ROWS=2)
+#define DYT_CUDA_BWD_MIN_BLOCKS 1
 #endif
 
 namespace dyt::cuda::detail {

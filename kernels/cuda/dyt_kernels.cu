@@ -20,7 +20,7 @@ namespace detail {
 namespace {
 
 template <class Act, class T, int VEC>
-__global__ void __launch_bounds__(512, DYT_CUDA_MIN_BLOCKS)
+__global__ void __launch_bounds__(512, DYT_CUDA_FWD_MIN_BLOCKS)
     dyn_forward_kernel(const T* x, const T* branch, T* sum_out, T* __restrict__ y,
                        const float* __restrict__ alpha, const float* __restrict__ gamma,
                        const float* __restrict__ beta, int64_t rows, int64_t d) {
@@ -77,7 +77,7 @@ __global__ void __launch_bounds__(512, DYT_CUDA_MIN_BLOCKS)
 // gout = gin + dy γ α f'(αx); partials of dα (Σ dy γ x f', double), dγ (Σ dy f),
 // dβ (Σ dy). gin may equal gout.
 template <class Act, class T, int VEC>
-__global__ void __launch_bounds__(512, DYT_CUDA_MIN_BLOCKS)
+__global__ void __launch_bounds__(512, DYT_CUDA_BWD_MIN_BLOCKS)
     dyn_backward_kernel(const T* __restrict__ x, const T* __restrict__ dy, const T* gin, T* gout,
                         const float* __restrict__ alpha, const float* __restrict__ gamma,
                         int64_t rows, int64_t d, int64_t nf, bool with_beta,
