@@ -3,7 +3,6 @@
 // reference implementation (tests/reference/check_parity.py).
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -29,12 +28,6 @@ int64_t positive_int(const config::CliArgs& args, const std::string& name) {
   } catch (const std::exception&) {
   }
   throw config::ConfigError("option --" + name + " needs a positive integer, got '" + it->second + "'");
-}
-
-void write_text(const std::filesystem::path& path, const std::string& text) {
-  std::ofstream out(path);
-  out << text;
-  if (!out) throw std::runtime_error("cannot write " + path.string());
 }
 
 int run(int argc, char** argv) {
@@ -83,8 +76,8 @@ int run(int argc, char** argv) {
                                 trainer::named_views(model.layout(), model.grads().data()));
   char buf[64];
   std::snprintf(buf, sizeof buf, "{\"loss\": %.17g}\n", loss);
-  write_text(out / "loss.json", buf);
-  write_text(out / "config.json", trainer::hf_config_json(model.dims()));
+  trainer::write_text_file((out / "loss.json").string(), buf);
+  trainer::write_text_file((out / "config.json").string(), trainer::hf_config_json(model.dims()));
   std::printf("loss %.9f (%lld tokens), wrote %s\n", loss, static_cast<long long>(n),
               out.string().c_str());
   return 0;

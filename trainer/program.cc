@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <fstream>
 #include <new>
 
 #include "checkpoint/safetensors.h"
@@ -26,6 +27,12 @@ int run_program(const char* name, const std::function<int()>& body) {
     std::fprintf(stderr, "%s: error: %s\n", name, e.what());
   }
   return 1;
+}
+
+void write_text_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path);
+  out << text;
+  if (!out) throw std::runtime_error("cannot write " + path);
 }
 
 }  // namespace dyt::trainer

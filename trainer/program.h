@@ -3,11 +3,16 @@
 #pragma once
 
 #include <functional>
+#include <string>
 
 namespace dyt::trainer {
 
 // Exit codes: 0 success; 1 bad data, checkpoint or runtime failure; 2 bad
 // config or command line (nothing was run).
 int run_program(const char* name, const std::function<int()>& body);
+
+// Writes a small text file (run metadata, JSON side files); throws
+// std::runtime_error naming the path when it cannot.
+void write_text_file(const std::string& path, const std::string& text);
 
 }  // namespace dyt::trainer

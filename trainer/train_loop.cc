@@ -3,7 +3,6 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <optional>
 #include <string>
@@ -16,6 +15,7 @@
 #include "trainer/model.h"
 #include "trainer/named_tensors.h"
 #include "trainer/optimizer.h"
+#include "trainer/program.h"
 #include "trainer/schedule.h"
 
 namespace dyt::trainer {
@@ -44,12 +44,6 @@ std::vector<std::pair<std::string, float>> alphas(const Model& model) {
   for (const ParamEntry& e : model.layout().entries())
     if (e.kind == ParamKind::NormAlpha) out.emplace_back(e.name, model.params()[e.offset]);
   return out;
-}
-
-void write_text(const std::filesystem::path& path, const std::string& text) {
-  std::ofstream f(path);
-  f << text;
-  if (!f) throw std::runtime_error("cannot write " + path.string());
 }
 
 }  // namespace
@@ -89,7 +83,7 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out) {
 
   const std::filesystem::path run_dir = t.run_dir();
   std::filesystem::create_directories(run_dir);
-  write_text(run_dir / "config.pbtxt", config::to_text(config::resolved(cfg)));
+  write_text_file((run_dir / "config.pbtxt").string(), config::to_text(config::resolved(cfg)));
   MetricsLog metrics(t.metrics_file().empty() ? (run_dir / "metrics.jsonl").string() : t.metrics_file());
 
   const int64_t tokens_per_step = sampler.global_batch_samples() * T;
@@ -174,7 +168,7 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out) {
   // The trained weights, in Hugging Face names, beside their config.
   checkpoint::write_safetensors((run_dir / "model.safetensors").string(),
                                 named_views(model.layout(), model.params().data()));
-  write_text(run_dir / "config.json", hf_config_json(model.dims()));
+  write_text_file((run_dir / "config.json").string(), hf_config_json(model.dims()));
   return summary;
 }
 
