@@ -36,6 +36,39 @@ DYT_HD float bits_to_float(int32_t i) {
 #endif
 }
 
+// a/b, a/sqrt(b) and 1/sqrt(x) for the elementwise activations. On the host
+// they are the IEEE operations (vdivps, vsqrtps: SIMD, correctly rounded). On
+// the GPU the
+// IEEE forms are a reciprocal plus Newton steps behind a range check that
+// branches to a slow path — about 11 instructions per element, a third of
+// DyT's forward (cuobjdump, docs/cuda_kernels.md), in the one kernel that must
+// keep up with a plain copy. The hardware reciprocal and reciprocal square
+// root (MUFU.RCP / MUFU.RSQ, ≤ 2 ulp) cost one or two. The denominators here
+// are bounded (tanh's q ∈ [4.9e-3, 0.91]; 1 + u² ≥ 1) and far from the range
+// where __fdividef returns 0 (|b| > 2^126), so the two devices compute the
+// same formula and differ by at most a couple of ulp.
+DYT_HD float div_f32(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fdividef(a, b);
+#else
+  return a / b;
+#endif
+}
+DYT_HD float div_sqrt_f32(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return a * rsqrtf(b);
+#else
+  return a / sqrtf(b);
+#endif
+}
+DYT_HD float rsqrt_f32(float x) {
+#if defined(__CUDA_ARCH__)
+  return rsqrtf(x);
+#else
+  return 1.0f / sqrtf(x);
+#endif
+}
+
 // e^x within 1 ulp on [-87.3, 88] (checked against double exp over that range):
 // x = n·ln2 + r by Cody–Waite with |r| ≤ ln2/2, e^r by Cephes' expf
 // polynomial, 2^n from the exponent bits. Inputs are clamped to that range
@@ -73,7 +106,7 @@ DYT_HD float tanh_f32(float x) {
   q = q * x2 + 1.18534705686654e-04f;
   q = q * x2 + 2.26843463243900e-03f;
   q = q * x2 + 4.89352518554385e-03f;
-  const float t = c * p / q;
+  const float t = div_f32(c * p, q);
   return fabsf(x) < 0.0004f ? x : t;
 }
 
@@ -84,11 +117,11 @@ DYT_HD float dyt_slope(float t) { return 1.0f - t * t; }  // d tanh(u)/du at t =
 // DyISRU: y = γ·u/sqrt(1+u²) + β with u = α·x.   d/du [u/sqrt(1+u²)] = (1+u²)^(-3/2).
 DYT_HD float dyisru_value(float x, float alpha) {
   const float u = alpha * x;
-  return u / sqrtf(1.0f + u * u);
+  return div_sqrt_f32(u, 1.0f + u * u);
 }
 DYT_HD float dyisru_slope(float x, float alpha) {
   const float u = alpha * x;
-  const float r = 1.0f / sqrtf(1.0f + u * u);
+  const float r = rsqrt_f32(1.0f + u * u);
   return r * r * r;
 }
 

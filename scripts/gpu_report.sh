@@ -8,9 +8,10 @@
 # with torch, and nothing else: no network, no protobuf/OpenBLAS/SentencePiece,
 # no GoogleTest (the tests then build against tests/kernels/cuda/gtest_lite).
 # It builds kernels/cuda/standalone into $DYT_GPU_BUILD_DIR (default
-# build-gpu/). OUT_DIR receives (7 files):
+# build-gpu/). OUT_DIR receives (8 files):
 #   env.txt          GPU, driver, toolkit, CMake, torch versions
 #   build.log        configure + build, with ptxas register/spill reports
+#   sass.txt         instruction mix of every kernel (bench/cuda/sass_mix.py)
 #   tests.log        the GPU tests (ctest -V: every test, its seed, its verdict)
 #   bench.log        both benchmarks' output
 #   bench_cuda.json  dyt-bench-norms-cuda results
@@ -50,6 +51,8 @@ if ! { cmake -S "$root/kernels/cuda/standalone" -B "$build" "${generator[@]}" \
   exit 1
 fi
 say "built in $(($(date +%s) - start)) s"
+python3 "$root/bench/cuda/sass_mix.py" "$build/kernels_cuda/libdyt_kernels_cuda.a" >"$out/sass.txt" 2>&1 ||
+  say "sass_mix.py failed (see sass.txt); going on"
 
 status=0
 if [ "${DYT_SKIP_TESTS:-0}" != 1 ]; then
