@@ -36,36 +36,32 @@ DYT_HD float bits_to_float(int32_t i) {
 #endif
 }
 
-// a/b, a/sqrt(b) and 1/sqrt(x) for the elementwise activations. On the host
-// they are the IEEE operations (vdivps, vsqrtps: SIMD, correctly rounded). On
-// the GPU the
-// IEEE forms are a reciprocal plus Newton steps behind a range check that
-// branches to a slow path — about 11 instructions per element, a third of
-// DyT's forward (cuobjdump, docs/cuda_kernels.md), in the one kernel that must
-// keep up with a plain copy. The hardware reciprocal and reciprocal square
-// root (MUFU.RCP / MUFU.RSQ, ≤ 2 ulp) cost one or two. The denominators here
-// are bounded (tanh's q ∈ [4.9e-3, 0.91]; 1 + u² ≥ 1) and far from the range
-// where __fdividef returns 0 (|b| > 2^126), so the two devices compute the
-// same formula and differ by at most a couple of ulp.
+// a/b from r0, an estimate of 1/b within 1 ulp: one Newton step makes r the
+// correctly rounded reciprocal, and one FMA correction of a·r then gives the
+// correctly rounded quotient (Markstein's theorem) — the IEEE result, bit for
+// bit, as long as b, 1/b and a/b are normal floats. This is the fast path of
+// CUDA's own division; tests/kernels/test_division.cc checks it for every
+// significand of b with the estimate off by −1, 0 and +1 ulp.
+DYT_HD float div_from_reciprocal(float a, float b, float r0) {
+  const float r = fmaf(r0, fmaf(-b, r0, 1.0f), r0);
+  const float q = a * r;
+  return fmaf(r, fmaf(-b, q, a), q);
+}
+
+// a/b for the elementwise activations, the IEEE quotient on both devices. On
+// the GPU, `a / b` wraps that same fast path in a range check that branches to
+// a slow path per element: with it the division was a third of the DyT
+// forward's instructions (docs/cuda_kernels.md), in the kernel that must keep
+// up with a plain copy. The callers' divisors are bounded (tanh's q ∈
+// [4.9e-3, 0.91], sqrt(1+u²) ≥ 1), so the check is never needed there, and
+// the hardware reciprocal (MUFU.RCP, ≤ 1 ulp) seeds div_from_reciprocal.
 DYT_HD float div_f32(float a, float b) {
 #if defined(__CUDA_ARCH__)
-  return __fdividef(a, b);
+  float r0;
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r0) : "f"(b));
+  return div_from_reciprocal(a, b, r0);
 #else
   return a / b;
-#endif
-}
-DYT_HD float div_sqrt_f32(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return a * rsqrtf(b);
-#else
-  return a / sqrtf(b);
-#endif
-}
-DYT_HD float rsqrt_f32(float x) {
-#if defined(__CUDA_ARCH__)
-  return rsqrtf(x);
-#else
-  return 1.0f / sqrtf(x);
 #endif
 }
 
@@ -91,37 +87,45 @@ DYT_HD float exp_f32(float x) {
 
 // tanh within 7 ulp (4e-7 absolute) everywhere: an odd rational minimax
 // approximation of degree 13/6 on [−7.905, 7.905] (beyond which tanh rounds to
-// ±1 in float), and x itself below 4e-4 where tanh(x) = x in float.
+// ±1 in float), and x itself below 4e-4 where tanh(x) = x in float. The
+// products and sums are spelled as fmaf rather than left to each compiler's
+// contraction of a*b+c (g++ and nvcc choose differently, and a host build
+// without FMA would not contract at all): with div_f32 the two devices then
+// give the same bits.
 DYT_HD float tanh_f32(float x) {
   const float c = clamp_f32(x, -7.90531110763549805f, 7.90531110763549805f);
   const float x2 = c * c;
   float p = -2.76076847742355e-16f;
-  p = p * x2 + 2.00018790482477e-13f;
-  p = p * x2 + -8.60467152213735e-11f;
-  p = p * x2 + 5.12229709037114e-08f;
-  p = p * x2 + 1.48572235717979e-05f;
-  p = p * x2 + 6.37261928875436e-04f;
-  p = p * x2 + 4.89352455891786e-03f;
+  p = fmaf(p, x2, 2.00018790482477e-13f);
+  p = fmaf(p, x2, -8.60467152213735e-11f);
+  p = fmaf(p, x2, 5.12229709037114e-08f);
+  p = fmaf(p, x2, 1.48572235717979e-05f);
+  p = fmaf(p, x2, 6.37261928875436e-04f);
+  p = fmaf(p, x2, 4.89352455891786e-03f);
   float q = 1.19825839466702e-06f;
-  q = q * x2 + 1.18534705686654e-04f;
-  q = q * x2 + 2.26843463243900e-03f;
-  q = q * x2 + 4.89352518554385e-03f;
+  q = fmaf(q, x2, 1.18534705686654e-04f);
+  q = fmaf(q, x2, 2.26843463243900e-03f);
+  q = fmaf(q, x2, 4.89352518554385e-03f);
   const float t = div_f32(c * p, q);
   return fabsf(x) < 0.0004f ? x : t;
 }
 
 // DyT: y = γ·tanh(α·x) + β.   dy/dx = γ·α·(1 − t²),  dy/dα = γ·x·(1 − t²).
 DYT_HD float dyt_value(float x, float alpha) { return tanh_f32(alpha * x); }
-DYT_HD float dyt_slope(float t) { return 1.0f - t * t; }  // d tanh(u)/du at t = tanh(u)
+DYT_HD float dyt_slope(float t) { return fmaf(-t, t, 1.0f); }  // d tanh(u)/du at t = tanh(u)
 
 // DyISRU: y = γ·u/sqrt(1+u²) + β with u = α·x.   d/du [u/sqrt(1+u²)] = (1+u²)^(-3/2).
+// u is clamped to ±2^20, where the value already rounds to ±1 in float and the
+// slope is 2^-60: beyond 2^64, 1 + u² would overflow (u/inf = 0, not ±1),
+// and div_f32 needs a finite divisor.
+DYT_HD float dyisru_u(float x, float alpha) { return clamp_f32(alpha * x, -0x1p20f, 0x1p20f); }
 DYT_HD float dyisru_value(float x, float alpha) {
-  const float u = alpha * x;
-  return div_sqrt_f32(u, 1.0f + u * u);
+  const float u = dyisru_u(x, alpha);
+  return div_f32(u, sqrtf(fmaf(u, u, 1.0f)));
 }
 DYT_HD float dyisru_slope(float x, float alpha) {
-  const float u = alpha * x;
-  const float r = rsqrt_f32(1.0f + u * u);
+  const float u = dyisru_u(x, alpha);
+  const float r = div_f32(1.0f, sqrtf(fmaf(u, u, 1.0f)));
   return r * r * r;
 }
 
