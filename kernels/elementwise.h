@@ -11,7 +11,20 @@
 #define DYT_HD inline
 #endif
 
+// DYT_EMULATE_DEVICE_MATH: the host emulator of the CUDA kernels
+// (tests/kernels/cuda/emu) compiles the kernels' source as C++ with this set,
+// so that the GPU branches below (the hardware reciprocal) run on the CPU
+// through a model of the hardware rather than the host's IEEE operations. The
+// inline namespace keeps that build's functions apart from the CPU ops' (same
+// names, different definitions, one program).
+#if defined(DYT_EMULATE_DEVICE_MATH)
+#define DYT_MATH_NS emulated_device_math
+#else
+#define DYT_MATH_NS native_math
+#endif
+
 namespace dyt::kernels {
+inline namespace DYT_MATH_NS {
 
 // ---- exp and tanh without library calls ----------------------------------
 // libm's expf/tanhf are scalar calls that stop the CPU loops from vectorizing
@@ -40,13 +53,33 @@ DYT_HD float bits_to_float(int32_t i) {
 // correctly rounded reciprocal, and one FMA correction of a·r then gives the
 // correctly rounded quotient (Markstein's theorem) — the IEEE result, bit for
 // bit, as long as b, 1/b and a/b are normal floats. This is the fast path of
-// CUDA's own division; tests/kernels/test_division.cc checks it for every
+// CUDA's own division; tests/kernels/test_elementwise.cc checks it for every
 // significand of b with the estimate off by −1, 0 and +1 ulp.
 DYT_HD float div_from_reciprocal(float a, float b, float r0) {
   const float r = fmaf(r0, fmaf(-b, r0, 1.0f), r0);
   const float q = a * r;
   return fmaf(r, fmaf(-b, q, a), q);
 }
+
+// The GPU's reciprocal estimate (rcp.approx: MUFU.RCP, within 1 ulp of 1/b).
+// In the host emulator: the correctly rounded 1/b moved one ulp down, kept,
+// or moved one ulp up, as a hash of b's bits picks, so the emulated GPU tests
+// see all three seeds that div_from_reciprocal must absorb.
+#if defined(__CUDA_ARCH__)
+DYT_HD float rcp_approx_f32(float b) {
+  float r;
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(b));
+  return r;
+}
+#elif defined(DYT_EMULATE_DEVICE_MATH)
+DYT_HD float rcp_approx_f32(float b) {
+  uint32_t bits;
+  __builtin_memcpy(&bits, &b, sizeof bits);
+  const uint32_t pick = (bits * 0x9e3779b1u) >> 30;  // 0..3
+  const float rn = 1.0f / b;
+  return pick == 0 ? nextafterf(rn, 0.0f) : pick == 1 ? nextafterf(rn, 2.0f * rn) : rn;
+}
+#endif
 
 // a/b for the elementwise activations, the IEEE quotient on both devices. On
 // the GPU, `a / b` wraps that same fast path in a range check that branches to
@@ -56,10 +89,8 @@ DYT_HD float div_from_reciprocal(float a, float b, float r0) {
 // [4.9e-3, 0.91], sqrt(1+u²) ≥ 1), so the check is never needed there, and
 // the hardware reciprocal (MUFU.RCP, ≤ 1 ulp) seeds div_from_reciprocal.
 DYT_HD float div_f32(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  float r0;
-  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r0) : "f"(b));
-  return div_from_reciprocal(a, b, r0);
+#if defined(__CUDA_ARCH__) || defined(DYT_EMULATE_DEVICE_MATH)
+  return div_from_reciprocal(a, b, rcp_approx_f32(b));
 #else
   return a / b;
 #endif
@@ -151,4 +182,5 @@ DYT_HD void rope_rotate(float& a, float& b, float c, float s) {
   b = b * c + a0 * s;
 }
 
+}  // namespace DYT_MATH_NS
 }  // namespace dyt::kernels

@@ -14,8 +14,9 @@
 // What it checks: indexing, coverage of every output element, tails, grid
 // strides, the reduction layout and its order, the host-side geometry and
 // argument handling. What it cannot: races between threads or blocks, the
-// memory model, timing, and device code paths that differ from the host's
-// (e.g. fma contraction; results are compared with tolerances anyway).
+// memory model, timing, and device intrinsics other than the one the shared
+// math uses: kernels/elementwise.h's GPU branch (the hardware reciprocal) is
+// compiled here too (DYT_EMULATE_DEVICE_MATH), through a model of its error.
 #pragma once
 
 #include <cuda_bf16.h>
