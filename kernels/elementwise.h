@@ -52,9 +52,11 @@ DYT_HD float bits_to_float(int32_t i) {
 // a/b from r0, an estimate of 1/b within 1 ulp: one Newton step makes r the
 // correctly rounded reciprocal, and one FMA correction of a·r then gives the
 // correctly rounded quotient (Markstein's theorem) — the IEEE result, bit for
-// bit, as long as b, 1/b and a/b are normal floats. This is the fast path of
-// CUDA's own division; tests/kernels/test_elementwise.cc checks it for every
-// significand of b with the estimate off by −1, 0 and +1 ulp.
+// bit, as long as b, 1/b and a/b are normal floats; the one exception is a b
+// whose significand bits are all ones with the low estimate, where 1/b sits
+// just above a midpoint and the result can be 1 ulp off. This is the fast
+// path of CUDA's own division; tests/kernels/test_elementwise.cc checks it for
+// every significand of b with the estimate off by −1, 0 and +1 ulp.
 DYT_HD float div_from_reciprocal(float a, float b, float r0) {
   const float r = fmaf(r0, fmaf(-b, r0, 1.0f), r0);
   const float q = a * r;
