@@ -12,6 +12,7 @@
 #include <set>
 #include <string_view>
 
+#include "checkpoint/atomic_file.h"
 #include "checkpoint/json_lite.h"
 
 namespace dyt::checkpoint {
@@ -53,20 +54,6 @@ std::string shape_text(const std::vector<int64_t>& shape) {
     s += std::to_string(shape[i]);
   }
   return s + "]";
-}
-
-void write_all(int fd, const void* data, size_t n, const std::string& tmp) {
-  const char* p = static_cast<const char*>(data);
-  while (n > 0) {
-    size_t chunk = std::min<size_t>(n, size_t{1} << 30);
-    ssize_t w = ::write(fd, p, chunk);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      throw CheckpointError("safetensors file '" + tmp + "': write failed: " + errno_text(errno));
-    }
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
 }
 
 void pread_all(int fd, void* data, size_t n, uint64_t offset, const std::string& path) {
@@ -208,50 +195,19 @@ void write_safetensors(const std::string& path, const std::vector<TensorRef>& te
                    std::to_string(kMaxSafetensorsHeaderBytes));
   }
 
-  const std::string tmp = path + ".tmp";
-  Fd fd;
-  fd.fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd.fd < 0) {
-    fail(path, "cannot create temporary file '" + tmp + "': " + errno_text(errno));
-  }
   try {
+    AtomicFile out(path);
     uint64_t n = header.size();
     unsigned char len_le[8];
     for (int b = 0; b < 8; ++b) len_le[b] = static_cast<unsigned char>(n >> (8 * b));
-    write_all(fd.fd, len_le, 8, tmp);
-    write_all(fd.fd, header.data(), header.size(), tmp);
+    out.write(len_le, 8);
+    out.write(header.data(), header.size());
     for (size_t i = 0; i < tensors.size(); ++i) {
-      if (nbytes[i]) write_all(fd.fd, tensors[i].data, nbytes[i], tmp);
+      if (nbytes[i]) out.write(tensors[i].data, nbytes[i]);
     }
-    if (::fsync(fd.fd) != 0) {
-      throw CheckpointError("safetensors file '" + tmp + "': fsync failed: " + errno_text(errno));
-    }
-    int rc = ::close(fd.fd);
-    fd.fd = -1;
-    if (rc != 0) {
-      throw CheckpointError("safetensors file '" + tmp + "': close failed: " + errno_text(errno));
-    }
-    if (::rename(tmp.c_str(), path.c_str()) != 0) {
-      throw CheckpointError("safetensors file '" + path + "': cannot rename '" + tmp +
-                            "' into place: " + errno_text(errno));
-    }
-  } catch (...) {
-    if (fd.fd >= 0) {
-      ::close(fd.fd);
-      fd.fd = -1;
-    }
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  // Make the rename durable (best effort: some file systems refuse to fsync a directory).
-  std::string dir = ".";
-  if (auto slash = path.find_last_of('/'); slash != std::string::npos) {
-    dir = slash == 0 ? "/" : path.substr(0, slash);
-  }
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    (void)::fsync(dfd);
-    ::close(dfd);
+    out.commit();
+  } catch (const AtomicFileError& e) {
+    fail(path, e.what());
   }
 }
 

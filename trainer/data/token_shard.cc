@@ -11,6 +11,8 @@
 #include <cstring>
 #include <limits>
 
+#include "checkpoint/atomic_file.h"
+
 namespace dyt::data {
 
 static_assert(std::endian::native == std::endian::little,
@@ -30,19 +32,6 @@ struct Fd {
     if (fd >= 0) ::close(fd);
   }
 };
-
-void write_all(int fd, const void* data, size_t n, const std::string& tmp) {
-  const char* p = static_cast<const char*>(data);
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, std::min<size_t>(n, size_t{1} << 30));
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      fail(tmp, "write failed: " + errno_text(errno));
-    }
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-}
 
 }  // namespace
 
@@ -215,37 +204,23 @@ void write_token_shard(const std::string& path, const std::vector<uint32_t>& tok
   header[1] = u16 ? kShardVersionU16 : kShardVersionU32;
   header[2] = static_cast<int32_t>(tokens.size());
 
-  const std::string tmp = path + ".tmp";
-  Fd fd;
-  fd.fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd.fd < 0) fail(path, "cannot create temporary file '" + tmp + "': " + errno_text(errno));
   try {
-    write_all(fd.fd, header, sizeof(header), tmp);
+    checkpoint::AtomicFile out(path);
+    out.write(header, sizeof(header));
     if (u16) {
       std::vector<uint16_t> buf;
       constexpr size_t kChunk = size_t{1} << 20;
       for (size_t i = 0; i < tokens.size(); i += kChunk) {
         size_t n = std::min(kChunk, tokens.size() - i);
         buf.assign(tokens.begin() + i, tokens.begin() + i + n);
-        write_all(fd.fd, buf.data(), n * 2, tmp);
+        out.write(buf.data(), n * 2);
       }
     } else if (!tokens.empty()) {
-      write_all(fd.fd, tokens.data(), tokens.size() * 4, tmp);
+      out.write(tokens.data(), tokens.size() * 4);
     }
-    if (::fsync(fd.fd) != 0) fail(tmp, "fsync failed: " + errno_text(errno));
-    int rc = ::close(fd.fd);
-    fd.fd = -1;
-    if (rc != 0) fail(tmp, "close failed: " + errno_text(errno));
-    if (::rename(tmp.c_str(), path.c_str()) != 0) {
-      fail(path, "cannot rename '" + tmp + "' into place: " + errno_text(errno));
-    }
-  } catch (...) {
-    if (fd.fd >= 0) {
-      ::close(fd.fd);
-      fd.fd = -1;
-    }
-    ::unlink(tmp.c_str());
-    throw;
+    out.commit();
+  } catch (const checkpoint::AtomicFileError& e) {
+    fail(path, e.what());
   }
 }
 
