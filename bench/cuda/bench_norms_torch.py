@@ -25,6 +25,7 @@ the same work with the same inputs and outputs.
 """
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -165,6 +166,12 @@ def main():
     out = {"device": props.name, "torch": torch.__version__, "rows": args.rows, "dtype": "bf16",
            "reps": args.reps, "results": [], "errors": []}
     print(f"device: {props.name}, torch {torch.__version__}")
+    def save():  # after every op, so a run cut off by a time limit keeps what it measured
+        if args.json:
+            with open(args.json + ".part", "w") as f:
+                json.dump(out, f, indent=1)
+            os.replace(args.json + ".part", args.json)
+
     modes = [m for m in args.modes.split(",") if m]
     names = [n for n in args.ops.split(",") if n]
     for d in [int(w) for w in args.widths.split(",")]:
@@ -184,6 +191,7 @@ def main():
                     print("ERROR", msg, file=sys.stderr)
                     traceback.print_exc()
                     out["errors"].append(msg)
+                    save()
                     continue
                 gbps = units * act_bytes / med / 1e3
                 out["results"].append({"op": name, "d": d, "mode": mode, "median_us": round(med, 3),
@@ -191,11 +199,10 @@ def main():
                                        "gbps": round(gbps, 1)})
                 print(f"{name:16s} {d:6d} {mode:8s} {med:10.2f} us {gbps:8.0f} GB/s"
                       f"   ({time.time() - t0:.1f} s incl. compile)", flush=True)
+                save()
         del sets
         torch.cuda.empty_cache()
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+    save()
     return 0
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Merges dyt-bench-norms-cuda's and bench_norms_torch.py's JSON into a Markdown report.
 
-  python3 bench/cuda/make_report.py --cuda bench_cuda.json --torch bench_torch.json
+  python3 bench/cuda/make_report.py --cuda bench_cuda.json [--torch bench_torch.json ...]
          [--tests tests.log] > report.md
 
 Per width: our median time, GB/s and fraction of the copy bandwidth measured
@@ -29,14 +29,28 @@ def load(path):
         return None
 
 
+def merge_torch(runs):
+    """One torch result set from several files (None when none could be read)."""
+    runs = [r for r in runs if r]
+    if not runs:
+        return None
+    merged = dict(runs[0], results=[], errors=[])
+    for r in runs:
+        merged["results"] += r.get("results", [])
+        merged["errors"] += r.get("errors", [])
+    return merged
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--cuda", required=True)
-    p.add_argument("--torch", default="")
+    p.add_argument("--torch", action="append", default=[],
+                   help="bench_norms_torch.py JSON; repeat to merge runs (e.g. eager and compile "
+                        "measured in separate calls)")
     p.add_argument("--tests", default="")
     a = p.parse_args()
     ours = load(a.cuda)
-    torch_res = load(a.torch)
+    torch_res = merge_torch([load(path) for path in a.torch])
     if not ours:
         print("# CUDA norm kernels: no benchmark results\n")
         return 1

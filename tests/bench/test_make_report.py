@@ -61,6 +61,18 @@ def main():
         expect("a GPU run should skip none" in out, "skipped GPU tests flagged")
         expect("rmsnorm_fwd d=4096 compile: boom" in out, "PyTorch errors listed")
 
+        # eager and compile from two separate runs, merged
+        split = {}
+        for mode in ("eager", "compile"):
+            split[mode] = os.path.join(tmp, f"torch_{mode}.json")
+            with open(split[mode], "w") as f:
+                json.dump(dict(torch, results=[r for r in torch["results"] if r["mode"] == mode],
+                               errors=[]), f)
+        merged = subprocess.run([sys.executable, SCRIPT, "--cuda", paths["cuda"], "--torch", split["eager"],
+                                 "--torch", split["compile"]], capture_output=True, text=True)
+        expect("| dyt_fwd | " in merged.stdout and "| 200.0 | 100.0 | " in merged.stdout,
+               "eager and compile columns from two files")
+
         alone = subprocess.run([sys.executable, SCRIPT, "--cuda", paths["cuda"],
                                 "--torch", os.path.join(tmp, "missing.json")],
                                capture_output=True, text=True)
