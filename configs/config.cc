@@ -415,6 +415,12 @@ std::vector<std::string> validate(const RunConfig& cfg) {
     p.push_back("checkpoint.every_steps: must be >= 0 (0 = only at the end), got " +
                 std::to_string(ck.every_steps()));
   if (ck.keep() < 1) p.push_back("checkpoint.keep: must be >= 1, got " + std::to_string(ck.keep()));
+  if (ck.exit_at_step() < 0)
+    p.push_back("checkpoint.exit_at_step: must be >= 0 (0 = run to train.steps), got " +
+                std::to_string(ck.exit_at_step()));
+  if (ck.exit_at_step() > 0 && ck.dir().empty())
+    p.push_back("checkpoint.exit_at_step: stopping early without checkpoint.dir would lose the run; "
+                "set checkpoint.dir");
   return p;
 }
 

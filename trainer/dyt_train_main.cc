@@ -14,11 +14,21 @@ int main(int argc, char** argv) {
     if (args.config_path.empty()) throw dyt::config::ConfigError("missing required option --config");
     const auto cfg = dyt::config::load_run_config(args.config_path, args.overrides);
     const auto s = dyt::trainer::train(cfg, stdout);
-    std::printf("done: %lld steps in %.1f s, %lld skipped; train loss %.4f",
-                static_cast<long long>(s.steps), s.seconds, static_cast<long long>(s.skipped_steps),
-                s.final_train_loss);
-    if (!std::isnan(s.final_val_loss))
-      std::printf("; val loss %.4f (from %.4f)", s.final_val_loss, s.initial_val_loss);
+    if (!s.finished) {
+      std::printf("stopped after step %lld of %lld (checkpoint.exit_at_step); %s holds the run: "
+                  "the same command continues it\n",
+                  static_cast<long long>(s.steps), static_cast<long long>(cfg.train().steps()),
+                  s.checkpoint.c_str());
+      return 0;
+    }
+    std::printf("done: %lld steps", static_cast<long long>(s.steps));
+    if (s.start_step > 0) std::printf(" (resumed after %lld)", static_cast<long long>(s.start_step));
+    std::printf(" in %.1f s, %lld skipped; train loss %.4f", s.seconds,
+                static_cast<long long>(s.skipped_steps), s.final_train_loss);
+    if (!std::isnan(s.final_val_loss)) {
+      std::printf("; val loss %.4f", s.final_val_loss);
+      if (!std::isnan(s.initial_val_loss)) std::printf(" (from %.4f)", s.initial_val_loss);
+    }
     std::printf("\n");
     return 0;
   });

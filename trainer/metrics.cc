@@ -1,8 +1,12 @@
 #include "trainer/metrics.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <stdexcept>
+
+#include "checkpoint/atomic_file.h"
 
 namespace dyt::trainer {
 
@@ -13,10 +17,40 @@ std::string json_number(double v) {
   return buf;
 }
 
-MetricsLog::MetricsLog(const std::string& path) : path_(path) {
+namespace {
+
+// The step a metrics line is about ({"step": N, ...}), or -1.
+int64_t line_step(const std::string& line) {
+  const std::string key = "{\"step\": ";
+  if (line.compare(0, key.size(), key) != 0) return -1;
+  return std::strtoll(line.c_str() + key.size(), nullptr, 10);
+}
+
+// Keeps the lines of `path` about steps up to `last_step`: those after it
+// were logged by a run that went on past its last checkpoint and will be
+// logged again. Rewritten all or nothing.
+void truncate_after(const std::string& path, int64_t last_step) {
+  std::ifstream in(path);
+  if (!in) return;  // no metrics yet
+  std::string kept, line;
+  while (std::getline(in, line))
+    if (line_step(line) >= 0 && line_step(line) <= last_step) kept += line + "\n";
+  try {
+    checkpoint::AtomicFile out(path);
+    out.write(kept.data(), kept.size());
+    out.commit();
+  } catch (const checkpoint::AtomicFileError& e) {
+    throw std::runtime_error("cannot rewrite metrics file " + path + ": " + e.what());
+  }
+}
+
+}  // namespace
+
+MetricsLog::MetricsLog(const std::string& path, int64_t resume_after_step) : path_(path) {
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent);
-  file_ = std::fopen(path.c_str(), "w");
+  if (resume_after_step >= 0) truncate_after(path, resume_after_step);
+  file_ = std::fopen(path.c_str(), resume_after_step >= 0 ? "a" : "w");
   if (!file_) throw std::runtime_error("cannot open metrics file " + path + " for writing");
 }
 

@@ -23,8 +23,10 @@ struct StepMetrics {
 
 class MetricsLog {
  public:
-  // Truncates `path` (creating its directory). Throws std::runtime_error if it cannot.
-  explicit MetricsLog(const std::string& path);
+  // Truncates `path` (creating its directory); or, for a run resumed after
+  // step `resume_after_step` (>= 0), keeps its lines up to that step and
+  // appends. Throws std::runtime_error if it cannot.
+  explicit MetricsLog(const std::string& path, int64_t resume_after_step = -1);
   ~MetricsLog();
   MetricsLog(const MetricsLog&) = delete;
   MetricsLog& operator=(const MetricsLog&) = delete;

@@ -1,5 +1,6 @@
 #include "trainer/train_loop.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -8,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint/checkpoint.h"
 #include "checkpoint/safetensors.h"
 #include "trainer/data/loader.h"
 #include "trainer/grad_norm.h"
@@ -16,6 +18,7 @@
 #include "trainer/named_tensors.h"
 #include "trainer/optimizer.h"
 #include "trainer/program.h"
+#include "trainer/resume.h"
 #include "trainer/schedule.h"
 
 namespace dyt::trainer {
@@ -46,6 +49,28 @@ std::vector<std::pair<std::string, float>> alphas(const Model& model) {
   return out;
 }
 
+struct ResumeState {
+  int64_t step = 0;
+  int64_t skipped_steps = 0;
+  int64_t nonfinite_in_a_row = 0;
+};
+
+// Takes model and optimizer to where `ck` left them, after checking that it
+// belongs to this run (or saying what differs, when differences are allowed).
+ResumeState resume_from(const checkpoint::Checkpoint& ck, const config::RunConfig& cfg, Model& model,
+                        AdamW& optimizer, std::FILE* out) {
+  try {
+    check_resumable(ck, cfg);
+  } catch (const config::ConfigError& e) {
+    if (!cfg.checkpoint().allow_config_change()) throw;
+    std::fprintf(out, "dyt-train: checkpoint.allow_config_change: %s\n", e.what());
+  }
+  restore_run_state(ck, model.layout(), model.params().data(), optimizer);
+  std::fprintf(out, "dyt-train: resuming from %s after step %lld\n", ck.path.c_str(),
+               static_cast<long long>(ck.progress.step));
+  return {ck.progress.step, ck.progress.skipped_steps, ck.progress.nonfinite_in_a_row};
+}
+
 }  // namespace
 
 TrainSummary train(const config::RunConfig& cfg, std::FILE* out) {
@@ -57,12 +82,6 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out) {
   if (t.precision() != config::FP32)
     throw config::ConfigError("train.precision: the CPU trainer computes in FP32; set train.precision=FP32 "
                               "(BF16 needs the CUDA path)");
-  // Refused rather than ignored: a run that silently never saves is the
-  // costliest way to lose training.
-  if (!cfg.checkpoint().dir().empty())
-    throw config::ConfigError("checkpoint.dir = \"" + cfg.checkpoint().dir() +
-                              "\": this build cannot write checkpoints yet; unset it "
-                              "(--set checkpoint.dir=) to train without them");
   const int64_t T = t.seq_len(), B = t.micro_batch();
 
   // Everything that can be wrong with the data is found before any work.
@@ -81,10 +100,26 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out) {
   model.init(t.seed());
   AdamW optimizer(model.layout(), t);
 
+  // A checkpoint in checkpoint.dir means this run goes on from it; whether it
+  // belongs to this run is settled before anything is written.
+  const config::CheckpointConfig& ckc = cfg.checkpoint();
+  const std::string run_config_text = config::to_text(config::resolved(cfg));
+  TrainSummary summary;
+  ResumeState resumed;
+  if (!ckc.dir().empty()) {
+    if (auto ck = checkpoint::load_latest_checkpoint(ckc.dir())) {
+      resumed = resume_from(*ck, cfg, model, optimizer, out);
+      summary.checkpoint = ck->path;
+    }
+  }
+  summary.start_step = summary.steps = resumed.step;
+  summary.skipped_steps = resumed.skipped_steps;
+
   const std::filesystem::path run_dir = t.run_dir();
   std::filesystem::create_directories(run_dir);
-  write_text_file((run_dir / "config.pbtxt").string(), config::to_text(config::resolved(cfg)));
-  MetricsLog metrics(t.metrics_file().empty() ? (run_dir / "metrics.jsonl").string() : t.metrics_file());
+  write_text_file((run_dir / "config.pbtxt").string(), run_config_text);
+  MetricsLog metrics(t.metrics_file().empty() ? (run_dir / "metrics.jsonl").string() : t.metrics_file(),
+                     resumed.step > 0 ? resumed.step : -1);
 
   const int64_t tokens_per_step = sampler.global_batch_samples() * T;
   std::fprintf(out,
@@ -97,9 +132,8 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out) {
                run_dir.string().c_str());
 
   std::vector<int32_t> tokens(B * T), targets(B * T);
-  TrainSummary summary;
   summary.initial_val_loss = summary.final_val_loss = std::numeric_limits<double>::quiet_NaN();
-  if (val_batches) {
+  if (val_batches && resumed.step == 0) {
     summary.initial_val_loss = evaluate(model, *val_batches, tokens, targets);
     metrics.log_eval(0, summary.initial_val_loss);
     std::fprintf(out, "step 0 | val loss %.4f\n", summary.initial_val_loss);
@@ -108,9 +142,21 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out) {
   std::vector<float>& grads = model.grads();
   const int64_t n_params = model.layout().total();
   const float grad_scale = 1.0f / static_cast<float>(tokens_per_step);
-  int64_t nonfinite_in_a_row = 0;
+  int64_t nonfinite_in_a_row = resumed.nonfinite_in_a_row;
+  const auto save = [&](int64_t steps_done) {
+    const checkpoint::Progress progress{steps_done, optimizer.steps_taken(), summary.skipped_steps,
+                                        nonfinite_in_a_row};
+    summary.checkpoint = checkpoint::save_checkpoint(
+        ckc.dir(), progress, run_config_text,
+        run_state_tensors(model.layout(), model.params().data(), optimizer), ckc.keep());
+    std::fprintf(out, "step %lld | checkpoint %s\n", static_cast<long long>(steps_done),
+                 summary.checkpoint.c_str());
+    std::fflush(out);
+  };
+  const int64_t stop_at =
+      ckc.exit_at_step() > 0 ? std::min<int64_t>(ckc.exit_at_step(), t.steps()) : t.steps();
   const auto start = Clock::now();
-  for (int64_t step = 0; step < t.steps(); ++step) {
+  for (int64_t step = resumed.step; step < stop_at; ++step) {
     const auto step_start = Clock::now();
     model.zero_grads();
     double loss_sum = 0;
@@ -143,9 +189,10 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out) {
     summary.steps = step + 1;
 
     const bool last = step + 1 == t.steps();
-    if (m.skipped || last || step == 0 || (step + 1) % t.log_every() == 0) {
+    if (m.skipped || last || step == resumed.step || (step + 1) % t.log_every() == 0) {
       const double elapsed = seconds_since(start);
-      const double eta = elapsed / static_cast<double>(step + 1) * static_cast<double>(t.steps() - step - 1);
+      const double eta = elapsed / static_cast<double>(step + 1 - resumed.step) *
+                         static_cast<double>(t.steps() - step - 1);
       std::fprintf(out, "%s\n", progress_line(m, t.steps(), eta).c_str());
       std::fflush(out);
     }
@@ -162,8 +209,13 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out) {
       std::fprintf(out, "step %lld | val loss %.4f\n", static_cast<long long>(step + 1),
                    summary.final_val_loss);
     }
+    if (!ckc.dir().empty() &&
+        (step + 1 == stop_at || (ckc.every_steps() > 0 && (step + 1) % ckc.every_steps() == 0)))
+      save(step + 1);
   }
   summary.seconds = seconds_since(start);
+  summary.finished = summary.steps == t.steps();
+  if (!summary.finished) return summary;  // the checkpoint holds the state; no final export yet
 
   // The trained weights, in Hugging Face names, beside their config.
   checkpoint::write_safetensors((run_dir / "model.safetensors").string(),

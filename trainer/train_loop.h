@@ -1,11 +1,13 @@
 // The single-process step loop: gradient accumulation over a global batch,
 // non-finite guards, clipping, AdamW on the paper's schedule, periodic
-// validation, progress lines and a JSON-lines metrics file.
+// validation, progress lines, a JSON-lines metrics file, and checkpoints it
+// saves and resumes from.
 #pragma once
 
 #include <cstdint>
 #include <cstdio>
 #include <stdexcept>
+#include <string>
 
 #include "configs/config.h"
 
@@ -17,7 +19,10 @@ struct TrainingError : std::runtime_error {
 };
 
 struct TrainSummary {
-  int64_t steps = 0;          // optimizer steps run
+  int64_t start_step = 0;     // steps already done by the checkpoint resumed from (0 = fresh)
+  int64_t steps = 0;          // optimizer steps completed, counting those before a resume
+  bool finished = false;      // reached train.steps (false: stopped at checkpoint.exit_at_step)
+  std::string checkpoint;     // the last checkpoint saved ("" = none)
   int64_t skipped_steps = 0;  // of which non-finite, update skipped
   double initial_val_loss = 0;  // before the first step (NaN without validation data)
   double final_val_loss = 0;    // after the last step (NaN without validation data)
@@ -25,8 +30,11 @@ struct TrainSummary {
   double seconds = 0;
 };
 
-// Runs cfg.train().steps() optimizer steps, printing progress to `out`.
-// Throws ConfigError, data::DataError or TrainingError.
+// Runs cfg.train().steps() optimizer steps, printing progress to `out`;
+// with checkpoint.dir set, continues from the latest checkpoint there, saves
+// every checkpoint.every_steps and at the end, and stops early at
+// checkpoint.exit_at_step. Throws ConfigError, data::DataError,
+// checkpoint::CheckpointError or TrainingError.
 TrainSummary train(const config::RunConfig& cfg, std::FILE* out);
 
 }  // namespace dyt::trainer

@@ -4,6 +4,7 @@
   check_training.py learns        --train BIN --config FILE --data DIR --work DIR
   check_training.py deterministic --train BIN --config FILE --data DIR --work DIR
   check_training.py nonfinite     --train BIN --config FILE --data DIR --work DIR
+  check_training.py resumes       --train BIN --config FILE --data DIR --work DIR
 
 learns: 50 optimizer steps of configs/tiny.pbtxt (its schedule compressed to
   50 steps) must bring the validation loss to within 0.1 nats of the
@@ -17,9 +18,18 @@ learns: 50 optimizer steps of configs/tiny.pbtxt (its schedule compressed to
   job, not this one's.
 deterministic: two runs with one seed give bit-identical losses and gradient
   norms, and a different seed gives different ones.
-refuses: checkpoint.dir, BF16 precision, dp > 1 and a vocabulary smaller
-  than the data's largest token stop the run before any work with a message
-  naming the field (exit 2 for config, 1 for data).
+refuses: BF16 precision, dp > 1, checkpoint.exit_at_step without
+  checkpoint.dir and a vocabulary smaller than the data's largest token stop
+  the run before any work with a message naming the field (exit 2 for
+  config, 1 for data).
+resumes: a run stopped at checkpoint.exit_at_step and continued (after a
+  simulated crash that left metrics lines past the checkpoint and a
+  half-written checkpoint directory) ends with the same bytes in
+  model.safetensors and the same losses, gradient norms, learning rates and
+  validation losses as one uninterrupted run; only checkpoint.keep
+  checkpoints remain; a changed learning rate is refused (exit 2, naming
+  train.lr) unless checkpoint.allow_config_change, and a damaged manifest is
+  an error naming the file and line (exit 1).
 nonfinite: a learning rate of 1e30 blows the weights up; every step after
   that has a non-finite loss, is skipped and counted, and after
   train.max_nonfinite_steps in a row the run stops with exit code 1 and a
@@ -31,6 +41,7 @@ import glob
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -133,9 +144,77 @@ def nonfinite(args):
     print("PASS")
 
 
+def step_records(run_dir):
+    """(step, loss, grad_norm, lr, skipped) per step and (step, val_loss) per evaluation."""
+    m = metrics(run_dir)
+    return ([(r["step"], r["loss"], r["grad_norm"], r["lr"], r["skipped"]) for r in m if "loss" in r],
+            [(r["step"], r["val_loss"]) for r in m if "val_loss" in r])
+
+
+def read_file(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def resumes(args):
+    common = ["train.steps=8", "train.eval_every=4", "train.log_every=1",
+              "checkpoint.every_steps=3", "checkpoint.keep=2"]
+    a_dir, b_dir = os.path.join(args.work, "straight"), os.path.join(args.work, "resumed")
+    a_ck, b_ck = os.path.join(a_dir, "ck"), os.path.join(b_dir, "ck")
+    for d in (a_dir, b_dir):  # checkpoints of an earlier run of this test would be resumed
+        shutil.rmtree(d, ignore_errors=True)
+    run_train(args, a_dir, *common, f"checkpoint.dir={a_ck}")
+    if sorted(os.listdir(a_ck)) != ["step-00000006", "step-00000008"]:
+        sys.exit(f"FAIL: expected checkpoints 6 and 8 (keep = 2), found {sorted(os.listdir(a_ck))}")
+
+    p = run_train(args, b_dir, *common, f"checkpoint.dir={b_ck}", "checkpoint.exit_at_step=5")
+    if "stopped after step 5" not in p.stdout or os.path.exists(os.path.join(b_dir, "model.safetensors")):
+        sys.exit("FAIL: exit_at_step=5 should stop after step 5 without the final export")
+    if sorted(os.listdir(b_ck)) != ["step-00000003", "step-00000005"]:
+        sys.exit(f"FAIL: expected checkpoints 3 and 5, found {sorted(os.listdir(b_ck))}")
+    # A crash after step 5's checkpoint: metrics of steps the checkpoint does
+    # not hold, and a half-written checkpoint directory.
+    with open(os.path.join(b_dir, "metrics.jsonl"), "a") as f:
+        f.write('{"step": 6, "loss": 99.0, "lr": 0, "grad_norm": 0, "tokens_per_s": 0, '
+                '"skipped_steps": 0, "skipped": false, "alpha": {}}\n')
+    os.makedirs(os.path.join(b_ck, "step-00000006.tmp"))
+    with open(os.path.join(b_ck, "step-00000006.tmp", "manifest.pbtxt"), "w") as f:
+        f.write("garbage")
+
+    p = run_train(args, b_dir, *common, f"checkpoint.dir={b_ck}")
+    if "resuming from" not in p.stdout or "resumed after 5" not in p.stdout:
+        sys.exit("FAIL: the second run did not say it resumed after step 5")
+    a_steps, a_evals = step_records(a_dir)
+    b_steps, b_evals = step_records(b_dir)
+    print("straight:", a_steps, a_evals, "\nresumed: ", b_steps, b_evals, sep="\n")
+    if len(a_steps) != 8 or a_steps != b_steps or a_evals != b_evals:
+        sys.exit("FAIL: the resumed run's metrics differ from the uninterrupted run's")
+    if read_file(os.path.join(a_dir, "model.safetensors")) != read_file(os.path.join(b_dir, "model.safetensors")):
+        sys.exit("FAIL: the resumed run's final weights differ from the uninterrupted run's")
+    if sorted(os.listdir(b_ck)) != ["step-00000006", "step-00000008"]:
+        sys.exit(f"FAIL: expected checkpoints 6 and 8 after the resumed run, found {sorted(os.listdir(b_ck))}")
+
+    before = read_file(os.path.join(b_dir, "metrics.jsonl"))
+    p = run_train(args, b_dir, *common, f"checkpoint.dir={b_ck}", "train.lr=0.001", expect_rc=2)
+    if "train.lr" not in p.stderr or read_file(os.path.join(b_dir, "metrics.jsonl")) != before:
+        sys.exit("FAIL: a changed lr must be refused, naming train.lr, before any work")
+    p = run_train(args, b_dir, *common, f"checkpoint.dir={b_ck}", "train.lr=0.001",
+                  "checkpoint.allow_config_change=true")
+    if "allow_config_change" not in p.stdout or "train.lr" not in p.stdout:
+        sys.exit("FAIL: with allow_config_change the difference must still be printed")
+
+    manifest = os.path.join(b_ck, "step-00000008", "manifest.pbtxt")
+    with open(manifest, "a") as f:
+        f.write("progress { step: oops }\n")
+    p = run_train(args, b_dir, *common, f"checkpoint.dir={b_ck}", expect_rc=1)
+    if manifest not in p.stderr or "line" not in p.stderr:
+        sys.exit("FAIL: a damaged manifest must be reported with its path and line")
+    print("PASS")
+
+
 def refuses(args):
     """Settings this build cannot honour stop the run before any work (exit 2)."""
-    cases = [("checkpoint.dir=runs/x/checkpoints", "checkpoint.dir"),
+    cases = [("checkpoint.exit_at_step=3", "checkpoint.exit_at_step"),
              ("train.precision=BF16", "train.precision"),
              ("parallel.dp=2", "parallel.dp"),
              ("model.vocab_size=100", "model.vocab_size")]  # data holds ids >= 100
@@ -151,7 +230,7 @@ def refuses(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=["learns", "deterministic", "nonfinite", "refuses"])
+    ap.add_argument("mode", choices=["learns", "deterministic", "nonfinite", "refuses", "resumes"])
     ap.add_argument("--train", required=True)
     ap.add_argument("--config", required=True)
     ap.add_argument("--data", required=True)
