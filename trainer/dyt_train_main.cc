@@ -2,10 +2,12 @@
 // The pretraining job: everything about the run lives in the config.
 #include <cmath>
 #include <cstdio>
+#include <string>
 
 #include "configs/cli.h"
 #include "configs/config.h"
 #include "trainer/program.h"
+#include "trainer/stop_request.h"
 #include "trainer/train_loop.h"
 
 int main(int argc, char** argv) {
@@ -15,10 +17,18 @@ int main(int argc, char** argv) {
     const auto cfg = dyt::config::load_run_config(args.config_path, args.overrides);
     const auto s = dyt::trainer::train(cfg, stdout);
     if (!s.finished) {
-      std::printf("stopped after step %lld of %lld (checkpoint.exit_at_step); %s holds the run: "
-                  "the same command continues it\n",
+      const std::string why = s.stop_signal ? dyt::trainer::StopRequest::name(s.stop_signal)
+                                            : "checkpoint.exit_at_step";
+      if (s.checkpoint.empty()) {
+        std::fprintf(stderr, "dyt-train: stopped by %s after step %lld of %lld; nothing was saved "
+                     "(checkpoint.dir is empty)\n", why.c_str(), static_cast<long long>(s.steps),
+                     static_cast<long long>(cfg.train().steps()));
+        return 1;
+      }
+      std::printf("stopped after step %lld of %lld (%s); %s holds the run: the same command "
+                  "continues it\n",
                   static_cast<long long>(s.steps), static_cast<long long>(cfg.train().steps()),
-                  s.checkpoint.c_str());
+                  why.c_str(), s.checkpoint.c_str());
       return 0;
     }
     std::printf("done: %lld steps", static_cast<long long>(s.steps));

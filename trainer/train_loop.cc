@@ -20,6 +20,7 @@
 #include "trainer/program.h"
 #include "trainer/resume.h"
 #include "trainer/schedule.h"
+#include "trainer/stop_request.h"
 
 namespace dyt::trainer {
 
@@ -143,7 +144,9 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out) {
   const int64_t n_params = model.layout().total();
   const float grad_scale = 1.0f / static_cast<float>(tokens_per_step);
   int64_t nonfinite_in_a_row = resumed.nonfinite_in_a_row;
+  int64_t saved_at = -1;
   const auto save = [&](int64_t steps_done) {
+    saved_at = steps_done;
     const checkpoint::Progress progress{steps_done, optimizer.steps_taken(), summary.skipped_steps,
                                         nonfinite_in_a_row};
     summary.checkpoint = checkpoint::save_checkpoint(
@@ -155,6 +158,7 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out) {
   };
   const int64_t stop_at =
       ckc.exit_at_step() > 0 ? std::min<int64_t>(ckc.exit_at_step(), t.steps()) : t.steps();
+  const StopRequest stop;
   const auto start = Clock::now();
   for (int64_t step = resumed.step; step < stop_at; ++step) {
     const auto step_start = Clock::now();
@@ -212,6 +216,13 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out) {
     if (!ckc.dir().empty() &&
         (step + 1 == stop_at || (ckc.every_steps() > 0 && (step + 1) % ckc.every_steps() == 0)))
       save(step + 1);
+    if (const int sig = stop.signal()) {
+      summary.stop_signal = sig;
+      std::fprintf(out, "dyt-train: %s after step %lld: stopping\n", StopRequest::name(sig),
+                   static_cast<long long>(step + 1));
+      if (!ckc.dir().empty() && saved_at != step + 1) save(step + 1);
+      break;
+    }
   }
   summary.seconds = seconds_since(start);
   summary.finished = summary.steps == t.steps();

@@ -21,7 +21,8 @@ struct TrainingError : std::runtime_error {
 struct TrainSummary {
   int64_t start_step = 0;     // steps already done by the checkpoint resumed from (0 = fresh)
   int64_t steps = 0;          // optimizer steps completed, counting those before a resume
-  bool finished = false;      // reached train.steps (false: stopped at checkpoint.exit_at_step)
+  bool finished = false;      // reached train.steps (false: stopped early, see the next two)
+  int stop_signal = 0;        // the signal that stopped the run early (0 = none; see stop_request.h)
   std::string checkpoint;     // the last checkpoint saved ("" = none)
   int64_t skipped_steps = 0;  // of which non-finite, update skipped
   double initial_val_loss = 0;  // before the first step (NaN without validation data)
@@ -33,7 +34,8 @@ struct TrainSummary {
 // Runs cfg.train().steps() optimizer steps, printing progress to `out`;
 // with checkpoint.dir set, continues from the latest checkpoint there, saves
 // every checkpoint.every_steps and at the end, and stops early at
-// checkpoint.exit_at_step. Throws ConfigError, data::DataError,
+// checkpoint.exit_at_step or on SIGTERM/SIGINT/SIGUSR1 (after the step in
+// progress, saving first). Throws ConfigError, data::DataError,
 // checkpoint::CheckpointError or TrainingError.
 TrainSummary train(const config::RunConfig& cfg, std::FILE* out);
 

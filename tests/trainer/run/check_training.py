@@ -26,7 +26,8 @@ resumes: a run stopped at checkpoint.exit_at_step and continued (after a
   simulated crash that left metrics lines past the checkpoint and a
   half-written checkpoint directory) ends with the same bytes in
   model.safetensors and the same losses, gradient norms, learning rates and
-  validation losses as one uninterrupted run; only checkpoint.keep
+  validation losses as one uninterrupted run, and so does a run stopped by
+  SIGTERM in the middle and started again; only checkpoint.keep
   checkpoints remain; a changed learning rate is refused (exit 2, naming
   train.lr) unless checkpoint.allow_config_change, and a damaged manifest is
   an error naming the file and line (exit 1).
@@ -42,8 +43,10 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -55,7 +58,7 @@ def read_shard(path):
         return np.frombuffer(f.read(), dtype=dtype).astype(np.int64)
 
 
-def run_train(args, run_dir, *overrides, expect_rc=0):
+def train_command(args, run_dir, *overrides):
     cmd = [args.train, "--config", args.config,
            "--set", f"data.train_shards={args.data}/train_*.bin",
            "--set", f"data.val_shards={args.data}/val_*.bin",
@@ -63,6 +66,11 @@ def run_train(args, run_dir, *overrides, expect_rc=0):
     for o in overrides:
         cmd += ["--set", o]
     print("+", " ".join(cmd), flush=True)
+    return cmd
+
+
+def run_train(args, run_dir, *overrides, expect_rc=0):
+    cmd = train_command(args, run_dir, *overrides)
     p = subprocess.run(cmd, capture_output=True, text=True)
     print(p.stdout[-3000:], p.stderr[-3000:], sep="\n")
     if p.returncode != expect_rc:
@@ -193,6 +201,36 @@ def resumes(args):
         sys.exit("FAIL: the resumed run's final weights differ from the uninterrupted run's")
     if sorted(os.listdir(b_ck)) != ["step-00000006", "step-00000008"]:
         sys.exit(f"FAIL: expected checkpoints 6 and 8 after the resumed run, found {sorted(os.listdir(b_ck))}")
+
+    # SIGTERM (a scheduler's notice) in the middle: the step in progress
+    # finishes, a checkpoint is saved, exit 0; the same command then finishes
+    # the run, again to the same bits.
+    c_dir = os.path.join(args.work, "signalled")
+    c_ck = os.path.join(c_dir, "ck")
+    shutil.rmtree(c_dir, ignore_errors=True)
+    cmd = train_command(args, c_dir, *common, f"checkpoint.dir={c_ck}", "checkpoint.every_steps=0")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if len([r for r in metrics(c_dir) if "loss" in r]) >= 2:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    print(out[-2000:], err[-2000:], sep="\n")
+    saved = sorted(os.listdir(c_ck)) if os.path.isdir(c_ck) else []
+    if proc.returncode != 0 or "SIGTERM after step" not in out or len(saved) != 1:
+        sys.exit(f"FAIL: SIGTERM should save one checkpoint and exit 0 (rc {proc.returncode}, {saved})")
+    stopped = int(saved[0].split("-")[1])
+    if not 2 <= stopped < 8:
+        sys.exit(f"FAIL: stopped at step {stopped}, expected between 2 and 7")
+    run_train(args, c_dir, *common, f"checkpoint.dir={c_ck}", "checkpoint.every_steps=0")
+    if step_records(c_dir) != (a_steps, a_evals) or \
+            read_file(os.path.join(c_dir, "model.safetensors")) != read_file(os.path.join(a_dir, "model.safetensors")):
+        sys.exit(f"FAIL: the run stopped by SIGTERM after step {stopped} and resumed differs from the straight one")
 
     before = read_file(os.path.join(b_dir, "metrics.jsonl"))
     p = run_train(args, b_dir, *common, f"checkpoint.dir={b_ck}", "train.lr=0.001", expect_rc=2)
