@@ -2,20 +2,55 @@
 // The pretraining job: everything about the run lives in the config.
 #include <cmath>
 #include <cstdio>
+#include <memory>
 #include <string>
 
 #include "configs/cli.h"
 #include "configs/config.h"
+#include "parallel/mpi_communicator.h"
 #include "trainer/program.h"
 #include "trainer/stop_request.h"
 #include "trainer/train_loop.h"
 
+namespace {
+
+// The ranks this process trains with: the MPI world when an MPI launcher
+// started it, else this process alone (no MPI at all).
+struct Ranks {
+  std::unique_ptr<dyt::parallel::MpiSession> session;
+  std::unique_ptr<dyt::parallel::Communicator> comm;
+};
+
+Ranks start_ranks(int* argc, char*** argv) {
+  Ranks r;
+  if (dyt::parallel::launched_by_mpi()) {
+    r.session = std::make_unique<dyt::parallel::MpiSession>(argc, argv);
+    r.comm = std::make_unique<dyt::parallel::MpiCommunicator>();
+  } else {
+    r.comm = std::make_unique<dyt::parallel::LocalCommunicator>();
+  }
+  return r;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  return dyt::trainer::run_program("dyt-train", [&] {
+  Ranks ranks;
+  if (const int rc = dyt::trainer::run_program("dyt-train", [&] {
+        ranks = start_ranks(&argc, &argv);
+        return 0;
+      }))
+    return rc;
+  dyt::parallel::Communicator& comm = *ranks.comm;
+  const bool root = comm.rank() == 0;
+  const std::string name =
+      comm.size() > 1 ? "dyt-train[rank " + std::to_string(comm.rank()) + "]" : "dyt-train";
+  const int rc = dyt::trainer::run_program(name.c_str(), [&] {
     const auto args = dyt::config::parse_cli(argc, argv, {}, {});
     if (args.config_path.empty()) throw dyt::config::ConfigError("missing required option --config");
     const auto cfg = dyt::config::load_run_config(args.config_path, args.overrides);
-    const auto s = dyt::trainer::train(cfg, stdout);
+    const auto s = dyt::trainer::train(cfg, stdout, comm);
+    if (!root) return 0;  // rank 0 reports for all
     if (!s.finished) {
       const std::string why = s.stop_signal ? dyt::trainer::StopRequest::name(s.stop_signal)
                                             : "checkpoint.exit_at_step";
@@ -42,4 +77,7 @@ int main(int argc, char** argv) {
     std::printf("\n");
     return 0;
   });
+  // An error on one rank would leave the others waiting in a collective.
+  if (rc != 0 && comm.size() > 1) comm.abort(rc);
+  return rc;
 }

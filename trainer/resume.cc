@@ -28,6 +28,7 @@ config::RunConfig trajectory(const config::RunConfig& cfg) {
   r.mutable_data()->clear_val_shards();
   r.mutable_data()->clear_tokenizer();
   r.clear_checkpoint();
+  r.clear_parallel();  // the state is replicated and the global batch layout-independent
   return r;
 }
 

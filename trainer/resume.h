@@ -29,7 +29,8 @@ void restore_run_state(const checkpoint::Checkpoint& ck, const ParamLayout& layo
 // values. Settings that leave the trajectory alone may differ: logging,
 // evaluation, run_dir, metrics_file, recompute, micro_batch (only the
 // summation order of micro-batches changes), max_nonfinite_steps,
-// data.val_shards, data.tokenizer, checkpoint.*.
+// data.val_shards, data.tokenizer, checkpoint.*, parallel.* (a run may go
+// on under another number of data-parallel ranks).
 void check_resumable(const checkpoint::Checkpoint& ck, const config::RunConfig& cfg);
 
 }  // namespace dyt::trainer

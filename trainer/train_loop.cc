@@ -5,12 +5,14 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/safetensors.h"
+#include "parallel/mesh.h"
 #include "trainer/data/loader.h"
 #include "trainer/grad_norm.h"
 #include "trainer/metrics.h"
@@ -32,15 +34,34 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// Mean validation loss over the fixed validation batches.
+// Mean validation loss over the fixed validation batches, which the
+// data-parallel ranks share out (batch j on rank j mod dp).
 double evaluate(Model& model, const data::EvalBatches& batches, std::vector<int32_t>& tokens,
-                std::vector<int32_t>& targets) {
+                std::vector<int32_t>& targets, const parallel::Mesh& mesh, parallel::Communicator& comm) {
   double sum = 0;
-  for (int64_t j = 0; j < batches.num_batches(); ++j) {
+  for (int64_t j = mesh.dp_rank; j < batches.num_batches(); j += mesh.dp) {
     batches.fill_batch(j, tokens.data(), targets.data());
     sum += model.forward(tokens.data(), targets.data());
   }
+  comm.allreduce_sum(&sum, 1);
   return sum / static_cast<double>(batches.num_batches() * model.batch() * model.seq_len());
+}
+
+// The layout of this run over the ranks `comm` holds (ConfigError if they
+// cannot hold it, or if it asks for what dyt-train cannot do yet).
+parallel::Mesh make_mesh(const config::ParallelConfig& p, const parallel::Communicator& comm) {
+  if (p.tp() != 1)
+    throw config::ConfigError("parallel.tp = " + std::to_string(p.tp()) +
+                              ": dyt-train has no tensor parallelism yet; set parallel.tp=1 and "
+                              "use parallel.dp for more ranks");
+  if (p.zero1()) throw config::ConfigError("parallel.zero1: not in dyt-train yet; set it to false");
+  if (p.sequence_parallel())
+    throw config::ConfigError("parallel.sequence_parallel: not in dyt-train yet; set it to false");
+  try {
+    return parallel::Mesh::make(comm.size(), comm.rank(), p.dp(), p.tp());
+  } catch (const parallel::LayoutError& e) {
+    throw config::ConfigError(e.what());
+  }
 }
 
 std::vector<std::pair<std::string, float>> alphas(const Model& model) {
@@ -74,12 +95,18 @@ ResumeState resume_from(const checkpoint::Checkpoint& ck, const config::RunConfi
 
 }  // namespace
 
-TrainSummary train(const config::RunConfig& cfg, std::FILE* out) {
+TrainSummary train(const config::RunConfig& cfg, std::FILE* out, parallel::Communicator& comm) {
   const config::TrainConfig& t = cfg.train();
-  if (cfg.parallel().dp() * cfg.parallel().tp() != 1)
-    throw config::ConfigError("parallel.dp = " + std::to_string(cfg.parallel().dp()) +
-                              ", parallel.tp = " + std::to_string(cfg.parallel().tp()) +
-                              ": dyt-train runs a single process so far; set both to 1");
+  const parallel::Mesh mesh = make_mesh(cfg.parallel(), comm);
+  // Rank 0 speaks and writes (progress, metrics, checkpoints, the final
+  // weights); every rank computes the same replicated state.
+  const bool root = mesh.rank == 0;
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> devnull(root ? nullptr : std::fopen("/dev/null", "w"),
+                                                          &std::fclose);
+  if (!root) {
+    if (!devnull) throw std::runtime_error("cannot open /dev/null");
+    out = devnull.get();
+  }
   if (t.precision() != config::FP32)
     throw config::ConfigError("train.precision: the CPU trainer computes in FP32; set train.precision=FP32 "
                               "(BF16 needs the CUDA path)");
@@ -95,7 +122,7 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out) {
     val_set->check_vocab(cfg.model().vocab_size());
     val_batches.emplace(*val_set, t.eval_batches(), B);
   }
-  const data::BatchSampler sampler(train_set, t.seed(), t.global_batch_tokens(), B, 0, 1);
+  const data::BatchSampler sampler(train_set, t.seed(), t.global_batch_tokens(), B, mesh.dp_rank, mesh.dp);
 
   Model model(cfg.model(), B, T, t.recompute());
   model.init(t.seed());
@@ -117,17 +144,21 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out) {
   summary.skipped_steps = resumed.skipped_steps;
 
   const std::filesystem::path run_dir = t.run_dir();
-  std::filesystem::create_directories(run_dir);
-  write_text_file((run_dir / "config.pbtxt").string(), run_config_text);
-  MetricsLog metrics(t.metrics_file().empty() ? (run_dir / "metrics.jsonl").string() : t.metrics_file(),
-                     resumed.step > 0 ? resumed.step : -1);
+  std::optional<MetricsLog> metrics;
+  if (root) {
+    std::filesystem::create_directories(run_dir);
+    write_text_file((run_dir / "config.pbtxt").string(), run_config_text);
+    metrics.emplace(t.metrics_file().empty() ? (run_dir / "metrics.jsonl").string() : t.metrics_file(),
+                    resumed.step > 0 ? resumed.step : -1);
+  }
 
   const int64_t tokens_per_step = sampler.global_batch_samples() * T;
   std::fprintf(out,
                "dyt-train: %lld parameters, norm %s, %lld steps of %lld tokens "
-               "(%lld micro-batches of %lld x %lld), %lld training samples, run dir %s\n",
+               "(%d data-parallel ranks x %lld micro-batches of %lld x %lld), %lld training samples, "
+               "run dir %s\n",
                static_cast<long long>(model.layout().total()), norm_name(model.dims().norm),
-               static_cast<long long>(t.steps()), static_cast<long long>(tokens_per_step),
+               static_cast<long long>(t.steps()), static_cast<long long>(tokens_per_step), mesh.dp,
                static_cast<long long>(sampler.micro_batches_per_step()), static_cast<long long>(B),
                static_cast<long long>(T), static_cast<long long>(train_set.num_samples()),
                run_dir.string().c_str());
@@ -135,8 +166,8 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out) {
   std::vector<int32_t> tokens(B * T), targets(B * T);
   summary.initial_val_loss = summary.final_val_loss = std::numeric_limits<double>::quiet_NaN();
   if (val_batches && resumed.step == 0) {
-    summary.initial_val_loss = evaluate(model, *val_batches, tokens, targets);
-    metrics.log_eval(0, summary.initial_val_loss);
+    summary.initial_val_loss = evaluate(model, *val_batches, tokens, targets, mesh, comm);
+    if (metrics) metrics->log_eval(0, summary.initial_val_loss);
     std::fprintf(out, "step 0 | val loss %.4f\n", summary.initial_val_loss);
   }
 
@@ -147,6 +178,7 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out) {
   int64_t saved_at = -1;
   const auto save = [&](int64_t steps_done) {
     saved_at = steps_done;
+    if (!root) return;  // the state is replicated; one copy is saved
     const checkpoint::Progress progress{steps_done, optimizer.steps_taken(), summary.skipped_steps,
                                         nonfinite_in_a_row};
     summary.checkpoint = checkpoint::save_checkpoint(
@@ -168,6 +200,10 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out) {
       sampler.fill_micro_batch(step, micro, tokens.data(), targets.data());
       loss_sum += model.forward_backward(tokens.data(), targets.data(), grad_scale);
     }
+    // Each rank holds its slice's share of the mean gradient; the sum over
+    // ranks (fixed rank order) is the global batch's, the same bits on all.
+    comm.allreduce_sum(grads.data(), static_cast<size_t>(n_params));
+    comm.allreduce_sum(&loss_sum, 1);
 
     StepMetrics m;
     m.step = step + 1;
@@ -188,7 +224,7 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out) {
     m.skipped_steps = summary.skipped_steps;
     m.tokens_per_s = static_cast<double>(tokens_per_step) / seconds_since(step_start);
     m.alphas = alphas(model);
-    metrics.log_step(m);
+    if (metrics) metrics->log_step(m);
     summary.final_train_loss = m.loss;
     summary.steps = step + 1;
 
@@ -208,15 +244,16 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out) {
                           "); lower train.lr or check the data; metrics in " +
                           (run_dir / "metrics.jsonl").string());
     if (val_batches && ((step + 1) % t.eval_every() == 0 || last)) {
-      summary.final_val_loss = evaluate(model, *val_batches, tokens, targets);
-      metrics.log_eval(step + 1, summary.final_val_loss);
+      summary.final_val_loss = evaluate(model, *val_batches, tokens, targets, mesh, comm);
+      if (metrics) metrics->log_eval(step + 1, summary.final_val_loss);
       std::fprintf(out, "step %lld | val loss %.4f\n", static_cast<long long>(step + 1),
                    summary.final_val_loss);
     }
     if (!ckc.dir().empty() &&
         (step + 1 == stop_at || (ckc.every_steps() > 0 && (step + 1) % ckc.every_steps() == 0)))
       save(step + 1);
-    if (const int sig = stop.signal()) {
+    // Every rank stops after the same step, whichever got the signal.
+    if (const int sig = static_cast<int>(comm.allreduce_max(stop.signal()))) {
       summary.stop_signal = sig;
       std::fprintf(out, "dyt-train: %s after step %lld: stopping\n", StopRequest::name(sig),
                    static_cast<long long>(step + 1));
@@ -228,6 +265,7 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out) {
   summary.finished = summary.steps == t.steps();
   if (!summary.finished) return summary;  // the checkpoint holds the state; no final export yet
 
+  if (!root) return summary;
   // The trained weights, in Hugging Face names, beside their config.
   checkpoint::write_safetensors((run_dir / "model.safetensors").string(),
                                 named_views(model.layout(), model.params().data()));

@@ -1,4 +1,5 @@
-// The single-process step loop: gradient accumulation over a global batch,
+// The step loop, data-parallel over the ranks of a communicator (one process
+// or many under mpirun): gradient accumulation over a global batch,
 // non-finite guards, clipping, AdamW on the paper's schedule, periodic
 // validation, progress lines, a JSON-lines metrics file, and checkpoints it
 // saves and resumes from.
@@ -10,6 +11,7 @@
 #include <string>
 
 #include "configs/config.h"
+#include "parallel/communicator.h"
 
 namespace dyt::trainer {
 
@@ -37,6 +39,8 @@ struct TrainSummary {
 // checkpoint.exit_at_step or on SIGTERM/SIGINT/SIGUSR1 (after the step in
 // progress, saving first). Throws ConfigError, data::DataError,
 // checkpoint::CheckpointError or TrainingError.
-TrainSummary train(const config::RunConfig& cfg, std::FILE* out);
+// Every rank of `comm` calls it with the same config; parallel.dp must be
+// comm.size() (parallel.tp 1). Rank 0 prints, logs and saves.
+TrainSummary train(const config::RunConfig& cfg, std::FILE* out, parallel::Communicator& comm);
 
 }  // namespace dyt::trainer

@@ -5,6 +5,7 @@
   check_training.py deterministic --train BIN --config FILE --data DIR --work DIR
   check_training.py nonfinite     --train BIN --config FILE --data DIR --work DIR
   check_training.py resumes       --train BIN --config FILE --data DIR --work DIR
+  check_training.py dataparallel  --train BIN --config FILE --data DIR --work DIR --mpirun MPIRUN
 
 learns: 50 optimizer steps of configs/tiny.pbtxt (its schedule compressed to
   50 steps) must bring the validation loss to within 0.1 nats of the
@@ -18,7 +19,13 @@ learns: 50 optimizer steps of configs/tiny.pbtxt (its schedule compressed to
   job, not this one's.
 deterministic: two runs with one seed give bit-identical losses and gradient
   norms, and a different seed gives different ones.
-refuses: BF16 precision, dp > 1, checkpoint.exit_at_step without
+dataparallel: 4 steps with parallel.dp = 2 under mpirun -np 2 log the same
+  losses, gradient norms, learning rates and validation losses as one
+  process, up to the order of the gradient sum (1e-6 relative; the gradient
+  norm 1e-5), and two dp = 2 runs are bit-identical; a dp that is not the
+  number of ranks is refused naming parallel.dp (exit 2); a checkpoint saved
+  under dp = 2 continues in one process.
+refuses: BF16 precision, tp > 1, checkpoint.exit_at_step without
   checkpoint.dir and a vocabulary smaller than the data's largest token stop
   the run before any work with a message naming the field (exit 2 for
   config, 1 for data).
@@ -250,11 +257,66 @@ def resumes(args):
     print("PASS")
 
 
+def mpirun_train(args, nproc, run_dir, *overrides, expect_rc=0):
+    cmd = [args.mpirun, "--oversubscribe", "-np", str(nproc)] + train_command(args, run_dir, *overrides)
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    print(p.stdout[-3000:], p.stderr[-3000:], sep="\n")
+    if p.returncode != expect_rc:
+        sys.exit(f"FAIL: mpirun exited {p.returncode}, expected {expect_rc}")
+    return p
+
+
+def close(a, b, rtol):
+    return abs(a - b) <= rtol * abs(b)
+
+
+def dataparallel(args):
+    common = ["train.steps=4", "train.eval_every=2"]
+    one, two, again = (os.path.join(args.work, n) for n in ("dp1", "dp2", "dp2_again"))
+    run_train(args, one, *common)
+    for d in (two, again):
+        mpirun_train(args, 2, d, *common, "parallel.dp=2")
+    s1, e1 = step_records(one)
+    s2, e2 = step_records(two)
+    print("dp=1:", s1, e1, "\ndp=2:", s2, e2, sep="\n")
+    if step_records(again) != (s2, e2):
+        sys.exit("FAIL: two dp=2 runs differ: the gradient sum over ranks must have a fixed order")
+    if len(s2) != 4 or len(e2) != 3:
+        sys.exit("FAIL: rank 0 should log 4 steps and 3 evaluations, once")
+    for a, b in zip(s2, s1):
+        if a[0] != b[0] or a[3] != b[3] or not close(a[1], b[1], 1e-6) or not close(a[2], b[2], 1e-5):
+            sys.exit(f"FAIL: dp=2 step {a} is not dp=1's {b} (up to the order of the gradient sum)")
+    for a, b in zip(e2, e1):
+        if not close(a[1], b[1], 1e-6):
+            sys.exit(f"FAIL: dp=2 validation {a} is not dp=1's {b}")
+
+    # The layout must match the ranks started, and says how to launch it.
+    p = run_train(args, os.path.join(args.work, "dp_mismatch"), *common, "parallel.dp=2", expect_rc=2)
+    if "parallel.dp" not in p.stderr or "mpirun -np 2" not in p.stderr:
+        sys.exit("FAIL: dp=2 in one process must be refused, naming parallel.dp and how to launch")
+    p = mpirun_train(args, 2, os.path.join(args.work, "dp_mismatch2"), *common, expect_rc=2)
+    if "parallel.dp" not in p.stderr:
+        sys.exit("FAIL: dp=1 under 2 ranks must be refused, naming parallel.dp")
+
+    # A run saved under dp=2 goes on in one process (the global batch does not
+    # depend on the layout).
+    ck_dir = os.path.join(args.work, "dp_switch")
+    shutil.rmtree(ck_dir, ignore_errors=True)
+    mpirun_train(args, 2, ck_dir, *common, "parallel.dp=2", f"checkpoint.dir={ck_dir}/ck",
+                 "checkpoint.exit_at_step=2")
+    run_train(args, ck_dir, *common, f"checkpoint.dir={ck_dir}/ck")
+    s3, e3 = step_records(ck_dir)
+    if s3[:2] != s2[:2] or not all(close(a[1], b[1], 1e-6) for a, b in zip(s3, s1)):
+        sys.exit(f"FAIL: dp=2 then dp=1 after a checkpoint: {s3} vs dp=1 {s1}")
+    print("PASS")
+
+
 def refuses(args):
     """Settings this build cannot honour stop the run before any work (exit 2)."""
     cases = [("checkpoint.exit_at_step=3", "checkpoint.exit_at_step"),
              ("train.precision=BF16", "train.precision"),
-             ("parallel.dp=2", "parallel.dp"),
+             ("parallel.tp=2", "parallel.tp"),
              ("model.vocab_size=100", "model.vocab_size")]  # data holds ids >= 100
     for override, field in cases:
         p = run_train(args, os.path.join(args.work, "refuses"), override, "train.steps=1",
@@ -268,11 +330,12 @@ def refuses(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=["learns", "deterministic", "nonfinite", "refuses", "resumes"])
+    ap.add_argument("mode", choices=["learns", "deterministic", "nonfinite", "refuses", "resumes", "dataparallel"])
     ap.add_argument("--train", required=True)
     ap.add_argument("--config", required=True)
     ap.add_argument("--data", required=True)
     ap.add_argument("--work", required=True)
+    ap.add_argument("--mpirun", default="mpirun")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     globals()[args.mode](args)
