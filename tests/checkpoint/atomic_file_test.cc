@@ -9,6 +9,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "tests/common/scratch_dir_test.h"
+
 namespace dyt::checkpoint {
 namespace {
 
@@ -19,18 +21,9 @@ std::string read_bytes(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(f), {});
 }
 
-class AtomicFileTest : public ::testing::Test {
+class AtomicFileTest : public testing_support::ScratchDirTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           ("dyt_atomic_file_" + std::to_string(::getpid()) + "_" + info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string file(const std::string& name) const { return (dir_ / name).string(); }
-  fs::path dir_;
+  AtomicFileTest() : ScratchDirTest("atomic_file") {}
 };
 
 TEST_F(AtomicFileTest, CommitReplacesTheFileWhole) {

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/common/scratch_dir_test.h"
+
 namespace dyt::checkpoint {
 namespace {
 
@@ -44,17 +46,9 @@ std::string make_file(std::string header, const std::string& data, bool pad = tr
   return u64_le(header.size()) + header + data;
 }
 
-class SafetensorsTest : public ::testing::Test {
+class SafetensorsTest : public testing_support::ScratchDirTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           ("dyt_safetensors_" + std::to_string(::getpid()) + "_" + info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string file(const std::string& name) const { return (dir_ / name).string(); }
+  SafetensorsTest() : ScratchDirTest("safetensors") {}
 
   // Expects read_safetensors(path) to throw a CheckpointError whose message
   // contains the path and `problem`.
@@ -69,7 +63,6 @@ class SafetensorsTest : public ::testing::Test {
     }
   }
 
-  fs::path dir_;
 };
 
 TEST_F(SafetensorsTest, RoundTrip) {

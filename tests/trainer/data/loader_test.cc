@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/common/scratch_dir_test.h"
 #include "trainer/data/token_shard.h"
 
 namespace dyt::data {
@@ -20,17 +21,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class LoaderTest : public ::testing::Test {
+class LoaderTest : public testing_support::ScratchDirTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           ("dyt_loader_" + std::to_string(::getpid()) + "_" + info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string file(const std::string& name) const { return (dir_ / name).string(); }
+  LoaderTest() : ScratchDirTest("loader") {}
   std::string glob(const std::string& pattern) const { return (dir_ / pattern).string(); }
 
   // A shard whose token i is base + i (mod 65000), so every position is recognisable.
@@ -41,8 +34,6 @@ class LoaderTest : public ::testing::Test {
     write_token_shard(file(name), t, force_uint32);
     return t;
   }
-
-  fs::path dir_;
 };
 
 template <typename F>

@@ -11,6 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "tests/common/scratch_dir_test.h"
+
 namespace dyt::data {
 namespace {
 
@@ -40,17 +42,9 @@ std::string payload(const std::vector<T>& v) {
   return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
 }
 
-class TokenShardTest : public ::testing::Test {
+class TokenShardTest : public testing_support::ScratchDirTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           ("dyt_token_shard_" + std::to_string(::getpid()) + "_" + info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string file(const std::string& name) const { return (dir_ / name).string(); }
+  TokenShardTest() : ScratchDirTest("token_shard") {}
 
   void expect_open_error(const std::string& path, const std::vector<std::string>& problems) {
     try {
@@ -65,7 +59,6 @@ class TokenShardTest : public ::testing::Test {
     }
   }
 
-  fs::path dir_;
 };
 
 TEST_F(TokenShardTest, RoundTripUint16) {

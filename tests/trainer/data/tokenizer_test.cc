@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/common/scratch_dir_test.h"
 #include "trainer/data/token_shard.h"
 
 namespace dyt::data {
@@ -71,16 +72,9 @@ std::string make_corpus(uint32_t seed, int docs) {
   return s;
 }
 
-class TokenizeTest : public ::testing::Test {
+class TokenizeTest : public testing_support::ScratchDirTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           ("dyt_tokenize_" + std::to_string(::getpid()) + "_" + info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
+  TokenizeTest() : ScratchDirTest("tokenize") {}
 
   // A corpus directory in the shape of /usr/share/games/fortunes.
   fs::path make_corpus_dir() {
@@ -106,8 +100,6 @@ class TokenizeTest : public ::testing::Test {
     r.err = read_bytes(err);
     return r;
   }
-
-  fs::path dir_;
 };
 
 // ---- corpus --------------------------------------------------------------------
