@@ -26,9 +26,10 @@ MPI_Datatype mpi_type<float>() { return MPI_FLOAT; }
 template <>
 MPI_Datatype mpi_type<double>() { return MPI_DOUBLE; }
 
-// Elements per segment of one collective call, so that every count fits an
-// MPI int however large the buffer.
-constexpr size_t kSegmentPerRank = size_t{1} << 26;
+// Elements per segment of one pair of collective calls: bounds the scratch
+// buffer (a segment's worth: 64 MiB of floats) whatever the rank count, and
+// keeps every count within an MPI int however large the buffer.
+constexpr size_t kSegment = size_t{1} << 24;
 
 }  // namespace
 
@@ -54,7 +55,7 @@ template <class T>
 void MpiCommunicator::sum_in_rank_order(T* data, size_t n) {
   if (size_ == 1 || n == 0) return;
   const size_t p = static_cast<size_t>(size_);
-  const size_t segment = kSegmentPerRank * p;
+  const size_t segment = std::max(kSegment, p);
   std::vector<int> counts(p), displs(p), recv_counts(p), recv_displs(p);
   for (size_t base = 0; base < n; base += segment) {
     const size_t m = std::min(segment, n - base);

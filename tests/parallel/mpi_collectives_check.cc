@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
   dyt::parallel::MpiCommunicator comm;
   int bad = 0;
   for (size_t n : {size_t{0}, size_t{1}, size_t{2}, size_t{3}, size_t{1000}, size_t{1001},
-                   (size_t{1} << 20) + 3}) {
+                   (size_t{1} << 20) + 3, (size_t{1} << 24) + 5}) {
     bad += check_sum<float>(comm, n, "float");
     bad += check_sum<double>(comm, n, "double");
   }
