@@ -262,7 +262,7 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out, parallel::Commu
     }
   }
   summary.seconds = seconds_since(start);
-  summary.finished = summary.steps == t.steps();
+  summary.finished = summary.steps >= t.steps();  // >: resumed past a shortened run (allow_config_change)
   if (!summary.finished) return summary;  // the checkpoint holds the state; no final export yet
 
   if (!root) return summary;
