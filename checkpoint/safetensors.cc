@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "checkpoint/atomic_file.h"
+#include "checkpoint/posix_fd.h"
 #include "checkpoint/json_lite.h"
 
 namespace dyt::checkpoint {
@@ -25,16 +26,6 @@ namespace {
 [[noreturn]] void fail(const std::string& path, const std::string& what) {
   throw CheckpointError("safetensors file '" + path + "': " + what);
 }
-
-std::string errno_text(int err) { return std::strerror(err); }
-
-// Closes a descriptor on scope exit.
-struct Fd {
-  int fd = -1;
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-};
 
 // numel of `shape`, or -1 on a negative dimension, -2 on overflow.
 int64_t checked_numel(const std::vector<int64_t>& shape) {

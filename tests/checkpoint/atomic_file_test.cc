@@ -15,11 +15,7 @@ namespace dyt::checkpoint {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
+using testing_support::read_bytes;
 
 class AtomicFileTest : public testing_support::ScratchDirTest {
  protected:

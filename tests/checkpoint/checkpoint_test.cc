@@ -9,16 +9,15 @@
 #include <string>
 #include <vector>
 
+#include "tests/common/scratch_dir_test.h"
+
 namespace dyt::checkpoint {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string read_text(const fs::path& p) {
-  std::ifstream f(p);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-void write_text(const fs::path& p, const std::string& s) { std::ofstream(p) << s; }
+using testing_support::read_bytes;
+using testing_support::write_bytes;
 
 class CheckpointTest : public ::testing::Test {
  protected:
@@ -42,10 +41,10 @@ class CheckpointTest : public ::testing::Test {
   // The manifest of the latest checkpoint, edited by `edit` (old → new text).
   void edit_manifest(const std::string& from, const std::string& to) {
     const fs::path m = fs::path(list_checkpoints(root_.string()).back()) / "manifest.pbtxt";
-    std::string text = read_text(m);
+    std::string text = read_bytes(m);
     const auto at = text.find(from);
     ASSERT_NE(at, std::string::npos) << from << " not in\n" << text;
-    write_text(m, text.replace(at, from.size(), to));
+    write_bytes(m, text.replace(at, from.size(), to));
   }
   void expect_load_error(const std::string& needle) {
     try {
@@ -85,7 +84,7 @@ TEST_F(CheckpointTest, RoundTripOfTheLatest) {
 
 TEST_F(CheckpointTest, KeepsTheNewestAndClearsHalfWrittenOnes) {
   fs::create_directories(root_ / "step-00000002.tmp");  // a writer crashed here
-  write_text(root_ / "step-00000002.tmp" / "manifest.pbtxt", "garbage");
+  write_bytes(root_ / "step-00000002.tmp" / "manifest.pbtxt", "garbage");
   fs::create_directories(root_ / "notes");  // not ours: left alone
   for (int64_t s : {1, 4, 10, 12}) save(s, /*keep=*/3);
   std::vector<std::string> names;

@@ -19,16 +19,8 @@ namespace dyt::checkpoint {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
+using testing_support::read_bytes;
+using testing_support::write_bytes;
 
 std::string u64_le(uint64_t v) {
   std::string s(8, '\0');

@@ -1,14 +1,30 @@
-// A GoogleTest fixture with a fresh directory per test, removed afterwards:
-// <tmp>/dyt_<prefix>_<pid>_<test name>/. Tests that write files derive from it.
+// Support for tests that write files: a GoogleTest fixture with a fresh
+// directory per test, removed afterwards (<tmp>/dyt_<prefix>_<pid>_<test
+// name>/), and whole-file reads and writes.
 #pragma once
 
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 namespace dyt::testing_support {
+
+inline std::string read_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+// Creates the file's directory first.
+inline void write_bytes(const std::string& path, const std::string& bytes) {
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent);
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
 
 class ScratchDirTest : public ::testing::Test {
  protected:

@@ -8,19 +8,11 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "trainer/data/mix.h"
+
 namespace dyt::data {
 
 namespace {
-
-// MurmurHash3's 64-bit finalizer: a bijective mixer of 64-bit words.
-constexpr uint64_t fmix64(uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdULL;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ULL;
-  x ^= x >> 33;
-  return x;
-}
 
 // SplitMix64: the next value of a stream whose state is `state`.
 constexpr uint64_t splitmix64(uint64_t& state) {

@@ -12,6 +12,7 @@
 #include <limits>
 
 #include "checkpoint/atomic_file.h"
+#include "checkpoint/posix_fd.h"
 
 namespace dyt::data {
 
@@ -20,18 +21,12 @@ static_assert(std::endian::native == std::endian::little,
 
 namespace {
 
+using checkpoint::errno_text;
+using checkpoint::Fd;
+
 [[noreturn]] void fail(const std::string& path, const std::string& what) {
   throw DataError("token shard '" + path + "': " + what);
 }
-
-std::string errno_text(int err) { return std::strerror(err); }
-
-struct Fd {
-  int fd = -1;
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-};
 
 }  // namespace
 

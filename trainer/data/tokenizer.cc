@@ -16,6 +16,8 @@
 #include <thread>
 #include <unordered_map>
 
+#include "trainer/data/mix.h"
+
 // Exported by libsentencepiece (common.h, not an installed header): the
 // minimum severity its LOG() prints (0 info, 1 warning, 2 error).
 namespace sentencepiece::logging {
@@ -83,15 +85,6 @@ bool is_blank(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
   });
-}
-
-constexpr uint64_t fmix64(uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdULL;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ULL;
-  x ^= x >> 33;
-  return x;
 }
 
 uint64_t document_hash(std::string_view text, uint64_t seed) {

@@ -17,16 +17,8 @@ namespace dyt::data {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
+using testing_support::read_bytes;
+using testing_support::write_bytes;
 
 // A shard written by hand, the way llm.c's write_datafile does it.
 std::string raw_shard(int32_t magic, int32_t version, int32_t count, const std::string& payload) {

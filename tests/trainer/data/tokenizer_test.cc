@@ -21,17 +21,8 @@ namespace dyt::data {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string read_bytes(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
-void write_bytes(const fs::path& p, const std::string& s) {
-  fs::create_directories(p.parent_path());
-  std::ofstream f(p, std::ios::binary | std::ios::trunc);
-  f << s;
-}
+using testing_support::read_bytes;
+using testing_support::write_bytes;
 
 struct CliResult {
   int rc = -1;
