@@ -119,14 +119,29 @@ DYT_HD float exp_f32(float x) {
 }
 
 // tanh within 7 ulp (4e-7 absolute) everywhere: an odd rational minimax
-// approximation of degree 13/6 on [−7.905, 7.905] (beyond which tanh rounds to
-// ±1 in float), and x itself below 4e-4 where tanh(x) = x in float. The
-// products and sums are spelled as fmaf rather than left to each compiler's
-// contraction of a*b+c (g++ and nvcc choose differently, and a host build
-// without FMA would not contract at all): with div_f32 the two devices then
-// give the same bits.
+// approximation of degree 13/6 on [−7.905, 7.905], x itself below 4e-4 where
+// tanh(x) = x in float, and beyond 7.905, where tanh(x) is within 5 ulp of ±1,
+// its correctly rounded value 1 − k·2⁻²⁴ read off five thresholds (k = 5 … 0;
+// from 9.0109 on, k = 0: tanh rounds to ±1 in float and the result is ±1
+// exactly). The thresholds matter for DyT's gradient: the slope 1 − t² of a
+// saturated element must be 0, not the 2⁻²¹ that a value held at 1 − 2⁻²²
+// would give, or every outlier x adds ~x·2⁻²¹ to dα (at α₀ = 0.05 the 70B
+// model's massive activations are such outliers). The products and sums are
+// spelled as fmaf rather than left to each compiler's contraction of a*b+c
+// (g++ and nvcc choose differently, and a host build without FMA would not
+// contract at all): with div_f32 the two devices then give the same bits.
+DYT_HD float tanh_tail(float a) {  // a = |x| ≥ 7.905: tanh(a) rounded to float
+  float k = 5.0f;
+  k -= a >= 0x1.fa6324p+2f ? 1.0f : 0.0f;  // 7.9123: from here tanh rounds to 1 − 4·2⁻²⁴
+  k -= a >= 0x1.0136f6p+3f ? 1.0f : 0.0f;  // 8.0380: 1 − 3·2⁻²⁴
+  k -= a >= 0x1.069926p+3f ? 1.0f : 0.0f;  // 8.2062: 1 − 2·2⁻²⁴
+  k -= a >= 0x1.0ec57ep+3f ? 1.0f : 0.0f;  // 8.4616: 1 − 2⁻²⁴
+  k -= a >= 0x1.205968p+3f ? 1.0f : 0.0f;  // 9.0109: 1
+  return fmaf(-k, 0x1p-24f, 1.0f);
+}
 DYT_HD float tanh_f32(float x) {
-  const float c = clamp_f32(x, -7.90531110763549805f, 7.90531110763549805f);
+  constexpr float kPolyEnd = 7.90531110763549805f;
+  const float c = clamp_f32(x, -kPolyEnd, kPolyEnd);
   const float x2 = c * c;
   float p = -2.76076847742355e-16f;
   p = fmaf(p, x2, 2.00018790482477e-13f);
@@ -140,7 +155,9 @@ DYT_HD float tanh_f32(float x) {
   q = fmaf(q, x2, 2.26843463243900e-03f);
   q = fmaf(q, x2, 4.89352518554385e-03f);
   const float t = div_f32(c * p, q);
-  return fabsf(x) < 0.0004f ? x : t;
+  const float a = fabsf(x);  // NaN fails every comparison below and stays NaN through t
+  const float tail = tanh_tail(a);
+  return a < 0.0004f ? x : a > kPolyEnd ? (x < 0.0f ? -tail : tail) : t;
 }
 
 // DyT: y = γ·tanh(α·x) + β.   dy/dx = γ·α·(1 − t²),  dy/dα = γ·x·(1 − t²).

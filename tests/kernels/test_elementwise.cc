@@ -91,8 +91,7 @@ TEST(Division, FromReciprocalIsIeeeOverTheActivationsRanges) {
 }
 
 // tanh_f32 within 7 ulp of tanh (and 4e-7 absolute), odd, never above 1 in
-// magnitude, saturating within 7 ulp of ±1 (at 1 − 2⁻²²: the rational function
-// at the clamp point), NaN in → NaN out.
+// magnitude, NaN in → NaN out.
 TEST(Tanh, WithinSevenUlpOfDouble) {
   double worst_ulp = 0, worst_abs = 0, worst_x = 0;
   for (uint64_t i = 0; i < 2'000'000; ++i) {
@@ -113,9 +112,31 @@ TEST(Tanh, WithinSevenUlpOfDouble) {
   }
   EXPECT_LE(worst_ulp, 7.0) << "at x = " << worst_x;
   EXPECT_LE(worst_abs, 4e-7);
-  EXPECT_NEAR(tanh_f32(1e30f), 1.0, 7 * 0x1p-24);
-  EXPECT_NEAR(tanh_f32(-INFINITY), -1.0, 7 * 0x1p-24);
   EXPECT_TRUE(std::isnan(tanh_f32(NAN)));
+}
+
+// Beyond the rational function's range (|x| > 7.905) every float x gets the
+// correctly rounded tanh, and from 9.0109 on (where tanh rounds to 1 in
+// float) exactly ±1, so DyT's slope 1 − t² of a saturated element is exactly
+// 0: a floor there (the old clamp returned 1 − 2⁻²², slope 2⁻²¹) biases dα by
+// ~x·2⁻²¹ for every outlier x.
+TEST(Tanh, CorrectlyRoundedTailAndExactlyOneWhereTanhRoundsToOne) {
+  int64_t wrong = 0, checked = 0;
+  const float poly_end = 0x1.f9f09ep+2f;  // 7.90531: the rational function's last point
+  for (float x = std::nextafter(poly_end, 10.0f); x < 9.5f; x = std::nextafter(x, 10.0f), ++checked) {
+    const float want = static_cast<float>(std::tanh(static_cast<double>(x)));
+    wrong += tanh_f32(x) != want;
+    wrong += tanh_f32(-x) != -want;
+  }
+  EXPECT_EQ(wrong, 0) << "of " << checked << " floats in (7.90531, 9.5)";
+  const float one_from = 0x1.205968p+3f;  // 9.0109: the smallest float with tanh rounding to 1
+  EXPECT_LT(static_cast<float>(std::tanh(static_cast<double>(std::nextafter(one_from, 0.0f)))),
+            1.0f);
+  for (float x : {one_from, 9.5f, 20.0f, 158.0f, 1e4f, 1e30f, INFINITY}) {
+    EXPECT_EQ(tanh_f32(x), 1.0f) << "x = " << x;
+    EXPECT_EQ(tanh_f32(-x), -1.0f) << "x = " << x;
+    EXPECT_EQ(dyt_slope(tanh_f32(x)), 0.0f) << "x = " << x;
+  }
 }
 
 // DyISRU: u/sqrt(1+u²) and its slope against double, and ±1 / tiny slope

@@ -112,6 +112,55 @@ TEST_P(DynamicAct, BackwardMatchesFiniteDifferences) {
   if (with_beta) expect_close(delta(db, db0), fb, kBwdTol, std::string(a.name) + " dbeta (+=)");
 }
 
+// dα with LLaMA-style outliers: α = 0.05 (the 70B FFN α₀) and 4% of the
+// inputs at |αx| from 8 to 1e4, against a float64 sum. The bound is the
+// float path's own error budget, per element |dy·γ·x| times (the error of the
+// slope s = 1 − t²: t within 7 ulp gives ≤ 16·2⁻²⁴ while tanh has not rounded
+// to ±1, and where it has, s is 0 and the error is the true slope 4e^(−2|u|))
+// plus three roundings of dy·γ·s; the double sum adds nothing comparable. A
+// slope floor of 2⁻²¹ on the saturated elements (the old tanh) would miss by
+// several times that budget, which the test also asserts, so it can fail.
+TEST(DyT, AlphaGradientWithOutliersMatchesDouble) {
+  constexpr int64_t n = 64, d = 256;
+  std::mt19937 gen(2024);
+  std::uniform_real_distribution<double> uni(0.0, 1.0);
+  const float alpha = 0.05f;
+  Vec x(n * d);
+  for (float& v : x) {
+    const bool outlier = uni(gen) < 0.04;
+    const double mag =
+        outlier ? std::exp(std::log(8.0) + (std::log(1e4) - std::log(8.0)) * uni(gen)) / alpha
+                : 60.0 * uni(gen);
+    v = static_cast<float>(uni(gen) < 0.5 ? -mag : mag);
+  }
+  const Vec g = random_vec(d, 31);
+  Vec dy = random_vec(n * d, 32);
+  // The outliers' gradient pulls one way (dy·γ·x > 0), as a massive
+  // activation's does step after step, so a bias there adds up.
+  for (int64_t i = 0; i < n * d; ++i)
+    if (std::fabs(alpha * x[i]) > 8.0f && dy[i] * g[i % d] * x[i] < 0.0f) dy[i] = -dy[i];
+  Vec dx(n * d, 0.0f), da = {0.0f}, dg(d, 0.0f);
+  Tensor tdx = view(dx, {n, d}), tda = view(da, {1}), tdg = view(dg, {d});
+  const Vec av = {alpha};
+  cpu::dyt_backward(view(x, {n, d}), view(av, {1}), view(g, {d}), view(dy, {n, d}), tdx, tda, tdg,
+                    nullptr);
+
+  double want = 0.0, budget = 0.0, floor_bias = 0.0;
+  int64_t saturated = 0;
+  for (int64_t i = 0; i < n * d; ++i) {
+    const double u = static_cast<double>(alpha) * x[i], t = std::tanh(u), s = 1.0 - t * t;
+    const double w = static_cast<double>(dy[i]) * g[i % d] * x[i];
+    want += w * s;
+    const bool rounds_to_one = std::fabs(u) >= 0x1.205968p+3;
+    budget += std::fabs(w) * ((rounds_to_one ? s : 16 * 0x1p-24) + 3 * 0x1p-24 * s);
+    if (rounds_to_one) floor_bias += w * 0x1p-21, ++saturated;
+  }
+  budget += 0x1p-24 * std::fabs(want);  // the final cast to float
+  ASSERT_GT(saturated, n * d / 50);
+  ASSERT_GT(std::fabs(floor_bias), 4 * budget) << "the outliers would not reveal a slope floor";
+  EXPECT_NEAR(da[0], want, budget) << saturated << " saturated inputs";
+}
+
 INSTANTIATE_TEST_SUITE_P(Norms, DynamicAct,
                          ::testing::Combine(::testing::Values(0, 1), ::testing::Bool()),
                          [](const auto& info) {
