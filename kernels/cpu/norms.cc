@@ -81,7 +81,7 @@ namespace {
 // f(α·x) and its derivative w.r.t. α·x, given x, α and the value.
 struct Tanh {
   static float value(float x, float a) { return kernels::dyt_value(x, a); }
-  static float slope(float, float, float v) { return kernels::dyt_slope(v); }
+  static float slope(float x, float a, float) { return kernels::dyt_slope(x, a); }
 };
 struct Isru {
   static float value(float x, float a) { return kernels::dyisru_value(x, a); }

@@ -131,8 +131,8 @@ struct TanhAct {  // DyT
   static __device__ __forceinline__ float value(float x, float a) {
     return kernels::dyt_value(x, a);
   }
-  static __device__ __forceinline__ float slope(float, float, float v) {
-    return kernels::dyt_slope(v);
+  static __device__ __forceinline__ float slope(float x, float a, float) {
+    return kernels::dyt_slope(x, a);
   }
 };
 struct IsruAct {  // DyISRU

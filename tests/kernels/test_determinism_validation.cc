@@ -148,12 +148,16 @@ TEST(Validation, MismatchesThrowNamingTheOp) {
                                tp);
       },
       "attention_forward");
-  expect_invalid(
-      [&] {
-        cpu::attention_forward(view(q, {6, 12}), view(k, {6, 8}), view(v, {6, 8}), 2, 3, 6, 4, to,
-                               tp);
-      },
-      "attention_forward");
+  // 4 heads over 2 KV heads of size 3 are valid: only the probs buffer
+  // (2·3·3·3 for 2·4·3·3 needed) is wrong, and the error must say so.
+  Vec k6(2 * 3 * 6), v6(2 * 3 * 6);
+  try {
+    cpu::attention_forward(view(q, {6, 12}), view(k6, {6, 6}), view(v6, {6, 6}), 2, 3, 4, 2, to,
+                           tp);
+    ADD_FAILURE() << "attention_forward accepted a probs buffer too small";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("probs"), std::string::npos) << e.what();
+  }
   expect_invalid(
       [&] {
         cpu::swiglu_forward(view(a, {4, 4}), view(b, {4, 5}), y);

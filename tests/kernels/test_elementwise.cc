@@ -117,9 +117,7 @@ TEST(Tanh, WithinSevenUlpOfDouble) {
 
 // Beyond the rational function's range (|x| > 7.905) every float x gets the
 // correctly rounded tanh, and from 9.0109 on (where tanh rounds to 1 in
-// float) exactly ±1, so DyT's slope 1 − t² of a saturated element is exactly
-// 0: a floor there (the old clamp returned 1 − 2⁻²², slope 2⁻²¹) biases dα by
-// ~x·2⁻²¹ for every outlier x.
+// float) exactly ±1 (the old clamp returned 1 − 2⁻²² there).
 TEST(Tanh, CorrectlyRoundedTailAndExactlyOneWhereTanhRoundsToOne) {
   int64_t wrong = 0, checked = 0;
   const float poly_end = 0x1.f9f09ep+2f;  // 7.90531: the rational function's last point
@@ -135,8 +133,32 @@ TEST(Tanh, CorrectlyRoundedTailAndExactlyOneWhereTanhRoundsToOne) {
   for (float x : {one_from, 9.5f, 20.0f, 158.0f, 1e4f, 1e30f, INFINITY}) {
     EXPECT_EQ(tanh_f32(x), 1.0f) << "x = " << x;
     EXPECT_EQ(tanh_f32(-x), -1.0f) << "x = " << x;
-    EXPECT_EQ(dyt_slope(tanh_f32(x)), 0.0f) << "x = " << x;
   }
+}
+
+// DyT's slope 1 − tanh²(u) within 4 ulp relative for every u (e^(−2|u|):
+// 1 ulp; 1 + e: 1; its square: 2.5; the quotient: 4), including deep in
+// saturation, where 1 − t² from a float t would be off by up to 4e-7
+// absolute; exactly 0 from |u| = 43 on (true slope < 2e-37); NaN stays NaN.
+TEST(DytSlope, RelativelyAccurateEverywhereAndZeroFarOut) {
+  double worst = 0, worst_u = 0;
+  for (uint64_t i = 0; i < 1'000'000; ++i) {
+    const uint64_t h = mix(i ^ 0x5eed);
+    const double mag = std::exp(std::log(1e-6) + (std::log(43.0) - std::log(1e-6)) *
+                                                     static_cast<double>(h >> 11) * 0x1p-53);
+    const float x = static_cast<float>((h & 1) ? -mag : mag), alpha = 0.8f;
+    const double u = static_cast<double>(alpha * x);  // the op's own float u
+    const double want = 4.0 * std::exp(-2 * std::fabs(u)) / std::pow(1 + std::exp(-2 * std::fabs(u)), 2);
+    const double rel = std::fabs(dyt_slope(x, alpha) - want) / want;
+    if (rel > worst) worst = rel, worst_u = u;
+  }
+  EXPECT_LE(worst, 4 * 0x1p-23) << "at u = " << worst_u;
+  EXPECT_EQ(dyt_slope(0.0f, 1.0f), 1.0f);
+  for (float u : {43.0f, 158.0f, 1e4f, 1e30f, INFINITY}) {
+    EXPECT_EQ(dyt_slope(u, 1.0f), 0.0f) << "u = " << u;
+    EXPECT_EQ(dyt_slope(-u, 1.0f), 0.0f) << "u = " << u;
+  }
+  EXPECT_TRUE(std::isnan(dyt_slope(NAN, 1.0f)));
 }
 
 // DyISRU: u/sqrt(1+u²) and its slope against double, and ±1 / tiny slope

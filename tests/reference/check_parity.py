@@ -8,7 +8,9 @@ Steps:
      model's config.json and get its initial weights;
   2. perturb those weights so every parameter matters (gamma += 0.3 N(0,1),
      alpha *= U(0.5, 1.5), beta = 0.2 N(0,1), embed_scale *= U(0.8, 1.2),
-     matrices unchanged) and write them as F32 safetensors;
+     the embedding rows of a fraction --saturate of the token ids scaled
+     30-1000x so their rows saturate DyT, other matrices unchanged) and write
+     them as F32 safetensors;
   3. write a random llm.c token shard (fixed numpy seed, ids in [0, vocab));
   4. run dyt-grad again with --weights on the perturbed file;
   5. compute loss and gradients with the float64 reference on the weights of
@@ -111,13 +113,21 @@ def load_run(out_dir):
     return cfg_dict, loss, weights, wdt, grads, gdt
 
 
-def perturb(weights, rng):
+def perturb(weights, rng, saturate=0.0):
     """gamma += 0.3 N(0,1), alpha *= U(0.5,1.5), beta = 0.2 N(0,1),
-    embed_scale *= U(0.8,1.2); matrices unchanged. Returns float32 arrays."""
+    embed_scale *= U(0.8,1.2); a fraction `saturate` of the embedding rows
+    (token ids) scaled by a log-uniform factor in [30, 1000], so that the rows
+    of those tokens carry a residual stream that saturates DyT (|alpha x| from
+    a few to a few hundred, as in trained models); other matrices unchanged.
+    Returns float32 arrays."""
     out = {}
     for name in sorted(weights):
         w = np.asarray(weights[name], dtype=np.float64)
-        if name == "model.embed_scale":
+        if name == "model.embed_tokens.weight" and saturate > 0:
+            rows = rng.random(w.shape[0]) < saturate
+            factor = np.exp(rng.uniform(np.log(30.0), np.log(1000.0), size=w.shape[0]))
+            w = w * np.where(rows, factor, 1.0)[:, None]
+        elif name == "model.embed_scale":
             w = w * rng.uniform(0.8, 1.2, size=w.shape)
         elif name.endswith(".alpha"):
             w = w * rng.uniform(0.5, 1.5, size=w.shape)
@@ -200,6 +210,12 @@ def main(argv=None):
     ap.add_argument("--sum-slack", type=float, default=1e-6,
                     help="extra allowance, times ||S||, for gradients reduced over positions "
                          "(norm parameters, embed_scale); S = sum of |summands|. 0 = strict")
+    ap.add_argument("--saturate", type=float, default=0.25,
+                    help="fraction of token ids whose embedding rows are scaled 30-1000x, so that "
+                         "their rows saturate DyT")
+    ap.add_argument("--min-saturated", type=float, default=0.0,
+                    help="fail unless at least this fraction of every DyT/DyISRU layer's inputs has "
+                         "|alpha x| > 9 (proves a saturated case is saturated)")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per dyt-grad run")
     args = ap.parse_args(argv)
     if args.batch < 1 or args.seq < 1:
@@ -232,7 +248,7 @@ def main(argv=None):
         return report(failures)
 
     # 2. perturbed weights
-    perturbed = perturb(w1, rng)
+    perturbed = perturb(w1, rng, args.saturate)
     pert_path = os.path.join(work, "perturbed.safetensors")
     st.save(pert_path, perturbed, metadata={"format": "pt", "source": "check_parity.py perturbation"})
 
@@ -268,6 +284,14 @@ def main(argv=None):
 
     # 5. reference
     loss_ref, g_ref, S = R.loss_and_grads(cfg, w2, x, y, summands=True)
+    sat = R.dyt_saturation(cfg, w2, x)
+    if sat:
+        print(f"\n{cfg.norm} inputs with |alpha x| > 9: " + ", ".join(f"{n} {f:.0%}" for n, f in sat.items()))
+        low = {n: f for n, f in sat.items() if f < args.min_saturated}
+        if low:
+            failures.append(f"--min-saturated {args.min_saturated:g}: these layers saturate less: {low}")
+    elif args.min_saturated > 0:
+        failures.append("--min-saturated given for a model without DyT or DyISRU")
     loss_rel = abs(loss_cpp - loss_ref) / max(abs(loss_ref), 1e-30)
     print(f"\nloss: dyt-grad {loss_cpp:.9g}  reference {loss_ref:.9g}  rel diff {loss_rel:.3e}"
           f"  (tol {args.loss_rtol:g})")

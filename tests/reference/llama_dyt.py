@@ -205,7 +205,9 @@ def _per_element(p, x, prefix_name, expand):
     return full
 
 
-def _norm(cfg, P, x, prefix, expand=None):
+def _norm(cfg, P, x, prefix, expand=None, probe=None):
+    if probe is not None:
+        probe(prefix, x)
     alpha = P[f"{prefix}.alpha"] if cfg.norm != "rmsnorm" else None
     bias = P[f"{prefix}.bias"] if cfg.norm_bias else None
     return norm_forward(
@@ -215,10 +217,11 @@ def _norm(cfg, P, x, prefix, expand=None):
         eps=cfg.rms_norm_eps)
 
 
-def logits_fn(cfg, P, tokens, expand=None):
+def logits_fn(cfg, P, tokens, expand=None, probe=None):
     """Functional forward. P: name -> float64 tensor; tokens [B, T] -> logits [B, T, V].
     expand: optional dict filled with per-element copies of the norm parameters
-    and the embedding scale (see _per_element); the values are unchanged."""
+    and the embedding scale (see _per_element); the values are unchanged.
+    probe: optional callable(norm prefix, input) seeing each norm's input."""
     tokens = torch.as_tensor(tokens, dtype=torch.long)
     if tokens.min() < 0 or tokens.max() >= cfg.vocab_size:
         raise ValueError(f"token ids must lie in [0, {cfg.vocab_size})")
@@ -229,14 +232,14 @@ def logits_fn(cfg, P, tokens, expand=None):
         h = h * _per_element(P["model.embed_scale"], h, "model.embed_scale", expand)
     for i in range(cfg.num_hidden_layers):
         L = f"model.layers.{i}"
-        a = _norm(cfg, P, h, f"{L}.input_layernorm", expand)
+        a = _norm(cfg, P, h, f"{L}.input_layernorm", expand, probe)
         h = h + attention(a, P[f"{L}.self_attn.q_proj.weight"], P[f"{L}.self_attn.k_proj.weight"],
                           P[f"{L}.self_attn.v_proj.weight"], P[f"{L}.self_attn.o_proj.weight"],
                           cfg, cos, sin)
-        m = _norm(cfg, P, h, f"{L}.post_attention_layernorm", expand)
+        m = _norm(cfg, P, h, f"{L}.post_attention_layernorm", expand, probe)
         h = h + swiglu(m, P[f"{L}.mlp.gate_proj.weight"], P[f"{L}.mlp.up_proj.weight"],
                        P[f"{L}.mlp.down_proj.weight"])
-    h = _norm(cfg, P, h, "model.norm", expand)
+    h = _norm(cfg, P, h, "model.norm", expand, probe)
     return h @ P["lm_head.weight"].T
 
 
@@ -314,6 +317,26 @@ def loss_and_grads(cfg, tensors, tokens, targets, summands=False):
             acc += a.reshape(-1, *shape).sum(dim=0).numpy() if shape != (1,) else float(a.sum())
         S[n] = acc
     return float(loss.detach()), grads, S
+
+
+def dyt_saturation(cfg, tensors, tokens, threshold=9.0):
+    """For each DyT/DyISRU norm (by prefix): the fraction of its inputs with
+    |alpha x| > threshold on this batch. From 9 on, tanh rounds to 1 in
+    float32, so the input passes nothing but its sign."""
+    if isinstance(cfg, dict):
+        cfg = Config.from_dict(cfg)
+    if cfg.norm == "rmsnorm":
+        return {}
+    P = LlamaDyT(cfg, tensors).named_tensors()
+    out = {}
+
+    def probe(prefix, x):
+        u = (P[f"{prefix}.alpha"] * x).detach().abs()
+        out[prefix] = float((u > threshold).double().mean())
+
+    with torch.no_grad():
+        logits_fn(cfg, P, torch.as_tensor(np.asarray(tokens), dtype=torch.long), probe=probe)
+    return out
 
 
 def init_tensors(cfg, seed=0, std=0.02, alpha_attn=1.0, alpha_other=1.0):

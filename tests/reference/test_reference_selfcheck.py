@@ -319,6 +319,24 @@ class ModelTests(unittest.TestCase):
                 self.assertTrue(np.all(S[n] >= np.abs(g[n]) * (1 - 1e-12)), n)
                 self.assertGreater(float(S[n].sum()), 0.0, n)
 
+    def test_dyt_saturation_counts_inputs_beyond_the_threshold(self):
+        cfg = tiny_cfg(norm="dyt", embed_scale=False)
+        t = perturbed_tensors(cfg, 9)
+        tok = np.random.default_rng(9).integers(0, 13, size=(2, 6))
+        self.assertEqual(R.dyt_saturation(tiny_cfg(norm="rmsnorm"), perturbed_tensors(tiny_cfg(norm="rmsnorm")), tok), {})
+        low = R.dyt_saturation(cfg, t, tok)
+        self.assertEqual(set(low), {"model.layers.0.input_layernorm", "model.layers.0.post_attention_layernorm",
+                                    "model.layers.1.input_layernorm", "model.layers.1.post_attention_layernorm",
+                                    "model.norm"})
+        # The first norm sees the embedding rows: scaled so every |alpha x|
+        # exceeds the threshold, its fraction is 1; at 0 it is 0.
+        big = dict(t)
+        alpha = float(np.asarray(t["model.layers.0.input_layernorm.alpha"])[0])
+        emb = np.asarray(t["model.embed_tokens.weight"], dtype=np.float64)
+        big["model.embed_tokens.weight"] = emb * (10.0 / (abs(alpha) * np.abs(emb).min()))
+        self.assertEqual(R.dyt_saturation(cfg, big, tok)["model.layers.0.input_layernorm"], 1.0)
+        self.assertEqual(R.dyt_saturation(cfg, t, tok, threshold=1e9)["model.layers.0.input_layernorm"], 0.0)
+
     def test_param_shapes_names(self):
         cfg = tiny_cfg(norm="rmsnorm")
         s = R.param_shapes(cfg)
