@@ -1,7 +1,8 @@
 """Gradient parity of the C++ `dyt-grad` against the PyTorch reference.
 
   check_parity.py --dyt-grad BIN --config FILE --work DIR [--set field=value]...
-                  [--batch 2 --seq 16]
+                  [--batch 2 --seq 16] [--saturate F] [--min-saturated F]
+                  [--weights TRAINED.safetensors]
 
 Steps:
   1. run dyt-grad once (seeded init) on a placeholder shard, to learn the
@@ -10,7 +11,7 @@ Steps:
      alpha *= U(0.5, 1.5), beta = 0.2 N(0,1), embed_scale *= U(0.8, 1.2),
      the embedding rows of a fraction --saturate of the token ids scaled
      30-1000x so their rows saturate DyT, other matrices unchanged) and write
-     them as F32 safetensors;
+     them as F32 safetensors (or, with --weights, take given weights as they are);
   3. write a random llm.c token shard (fixed numpy seed, ids in [0, vocab));
   4. run dyt-grad again with --weights on the perturbed file;
   5. compute loss and gradients with the float64 reference on the weights of
@@ -210,6 +211,9 @@ def main(argv=None):
     ap.add_argument("--sum-slack", type=float, default=1e-6,
                     help="extra allowance, times ||S||, for gradients reduced over positions "
                          "(norm parameters, embed_scale); S = sum of |summands|. 0 = strict")
+    ap.add_argument("--weights", default=None, metavar="SAFETENSORS",
+                    help="compare at these weights (e.g. a trained model.safetensors) instead of "
+                         "perturbing the initial ones")
     ap.add_argument("--saturate", type=float, default=0.25,
                     help="fraction of token ids whose embedding rows are scaled 30-1000x, so that "
                          "their rows saturate DyT")
@@ -248,7 +252,17 @@ def main(argv=None):
         return report(failures)
 
     # 2. perturbed weights
-    perturbed = perturb(w1, rng, args.saturate)
+    if args.weights:
+        try:
+            given, _, _ = st.load(args.weights)
+        except (OSError, ValueError) as e:
+            raise Fatal(f"cannot read --weights {args.weights}: {e}") from None
+        failures += check_names(f"--weights {args.weights}", given, shapes)
+        if failures:
+            return report(failures)
+        perturbed = {n: np.asarray(v, dtype=np.float32) for n, v in given.items()}
+    else:
+        perturbed = perturb(w1, rng, args.saturate)
     pert_path = os.path.join(work, "perturbed.safetensors")
     st.save(pert_path, perturbed, metadata={"format": "pt", "source": "check_parity.py perturbation"})
 
