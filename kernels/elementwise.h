@@ -119,29 +119,17 @@ DYT_HD float exp_f32(float x) {
 }
 
 // tanh within 7 ulp (4e-7 absolute) everywhere: an odd rational minimax
-// approximation of degree 13/6 on [−7.905, 7.905], x itself below 4e-4 where
-// tanh(x) = x in float, and beyond 7.905, where tanh(x) is within 5 ulp of ±1,
-// its correctly rounded value 1 − k·2⁻²⁴ read off five thresholds (k = 5 … 0;
-// from 9.0109 on, k = 0: tanh rounds to ±1 in float and the result is ±1
-// exactly). The thresholds matter for DyT's gradient: the slope 1 − t² of a
-// saturated element must be 0, not the 2⁻²¹ that a value held at 1 − 2⁻²²
-// would give, or every outlier x adds ~x·2⁻²¹ to dα (at α₀ = 0.05 the 70B
-// model's massive activations are such outliers). The products and sums are
-// spelled as fmaf rather than left to each compiler's contraction of a*b+c
-// (g++ and nvcc choose differently, and a host build without FMA would not
-// contract at all): with div_f32 the two devices then give the same bits.
-DYT_HD float tanh_tail(float a) {  // a = |x| ≥ 7.905: tanh(a) rounded to float
-  float k = 5.0f;
-  k -= a >= 0x1.fa6324p+2f ? 1.0f : 0.0f;  // 7.9123: from here tanh rounds to 1 − 4·2⁻²⁴
-  k -= a >= 0x1.0136f6p+3f ? 1.0f : 0.0f;  // 8.0380: 1 − 3·2⁻²⁴
-  k -= a >= 0x1.069926p+3f ? 1.0f : 0.0f;  // 8.2062: 1 − 2·2⁻²⁴
-  k -= a >= 0x1.0ec57ep+3f ? 1.0f : 0.0f;  // 8.4616: 1 − 2⁻²⁴
-  k -= a >= 0x1.205968p+3f ? 1.0f : 0.0f;  // 9.0109: 1
-  return fmaf(-k, 0x1p-24f, 1.0f);
-}
+// approximation of degree 13/6 on [−7.905, 7.905] (held at its end value
+// 1 − 2⁻²², within 4 ulp of tanh, up to 9.0109), x itself below 4e-4 where
+// tanh(x) = x in float, and ±1 exactly from 9.0109 on, where tanh rounds to
+// ±1 in float (it used to stay at 1 − 2⁻²² for ever). The products and sums
+// are spelled as fmaf rather than left to each compiler's contraction of
+// a*b+c (g++ and nvcc choose differently, and a host build without FMA would
+// not contract at all): with div_f32 the two devices then give the same
+// bits. DyT's backward does not differentiate this value: see
+// dyt_value_and_slope.
 DYT_HD float tanh_f32(float x) {
-  constexpr float kPolyEnd = 7.90531110763549805f;
-  const float c = clamp_f32(x, -kPolyEnd, kPolyEnd);
+  const float c = clamp_f32(x, -7.90531110763549805f, 7.90531110763549805f);
   const float x2 = c * c;
   float p = -2.76076847742355e-16f;
   p = fmaf(p, x2, 2.00018790482477e-13f);
@@ -155,24 +143,38 @@ DYT_HD float tanh_f32(float x) {
   q = fmaf(q, x2, 2.26843463243900e-03f);
   q = fmaf(q, x2, 4.89352518554385e-03f);
   const float t = div_f32(c * p, q);
-  const float a = fabsf(x);  // NaN fails every comparison below and stays NaN through t
-  const float tail = tanh_tail(a);
-  return a < 0.0004f ? x : a > kPolyEnd ? (x < 0.0f ? -tail : tail) : t;
+  const float a = fabsf(x);  // NaN fails both comparisons and stays NaN through t
+  constexpr float kRoundsToOne = 0x1.205968p+3f;  // 9.0109: the least float whose tanh rounds to 1
+  return a < 0.0004f ? x : a >= kRoundsToOne ? (x < 0.0f ? -1.0f : 1.0f) : t;
 }
 
 // DyT: y = γ·tanh(α·x) + β.   dy/dx = γ·α·s,  dy/dα = γ·x·s,  s = 1 − tanh²(αx).
 DYT_HD float dyt_value(float x, float alpha) { return tanh_f32(alpha * x); }
-// s = 1 − tanh²(u) = 4e/(1 + e)² with e = e^(−2|u|), to a few ulp relative
-// for every u. Formed from t = tanh(u) as 1 − t², it would only be as good as
-// t's absolute error (up to 4e-7 near ±1): a slope of 1e-7 known to ±5e-7,
-// which in dα = Σ dy·γ·x·s lets every saturated outlier x add noise ~x·5e-7
-// (LLaMA's massive activations make such x the largest terms of the sum).
-// From |u| = 43 on, e^(−2|u|) < 2^-124 and the slope is 0 exactly; NaN stays NaN.
+
+// For the backward, t = tanh(u) and s = 1 − t² from one e = e^(−2|u|):
+// s = 4e·r², t = ±(1 − e)·r with r = 1/(1 + e). s is then within 5 ulp
+// *relative* for every u, where 1 − t² from tanh_f32's t would only be as
+// good as t's absolute error (±4 ulp near ±1): a slope of 1e-7 known to
+// ±5e-7, which in dα = Σ dy·γ·x·s lets every saturated outlier x add ~x·5e-7
+// (and LLaMA's massive activations make such x the largest terms of the
+// sum). t is within ~1e-7 absolute of tanh (it feeds dγ = Σ dy·t, where that
+// is all that counts), not bit-equal to the forward's. From |u| = 43 on,
+// e^(−2|u|) < 2⁻¹²⁴: s = 0 and t = ±1 exactly. NaN stays NaN. One exp and one
+// bounded division, about what tanh_f32 costs, so the backward pays little.
+DYT_HD void dyt_value_and_slope(float x, float alpha, float& t, float& s) {
+  const float u = alpha * x, a = fabsf(u);
+  // exp always evaluated, then selected: no branch per element on the GPU.
+  const float e0 = exp_f32(-2.0f * clamp_f32(a, 0.0f, 43.0f));
+  const float e = a >= 43.0f ? 0.0f : e0;
+  const float r = div_f32(1.0f, 1.0f + e);  // divisor in [1, 2]: bounded, as div_f32 asks
+  s = 4.0f * e * r * r;
+  const float m = (1.0f - e) * r;
+  t = u < 0.0f ? -m : m;
+}
 DYT_HD float dyt_slope(float x, float alpha) {
-  const float a = fabsf(alpha * x);
-  const float e = a >= 43.0f ? 0.0f : exp_f32(-2.0f * a);
-  const float d = 1.0f + e;
-  return div_f32(4.0f * e, d * d);  // d² ∈ [1, 4]: a bounded divisor, as div_f32 asks
+  float t, s;
+  dyt_value_and_slope(x, alpha, t, s);
+  return s;
 }
 
 // DyISRU: y = γ·u/sqrt(1+u²) + β with u = α·x.   d/du [u/sqrt(1+u²)] = (1+u²)^(-3/2).

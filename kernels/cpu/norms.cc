@@ -78,14 +78,19 @@ void rmsnorm_backward(const Tensor& x, const Tensor& gamma, const Tensor& rstd, 
 
 namespace {
 
-// f(α·x) and its derivative w.r.t. α·x, given x, α and the value.
+// f(α·x) for the forward; for the backward f and its derivative w.r.t. α·x.
 struct Tanh {
   static float value(float x, float a) { return kernels::dyt_value(x, a); }
-  static float slope(float x, float a, float) { return kernels::dyt_slope(x, a); }
+  static void value_and_slope(float x, float a, float& v, float& s) {
+    kernels::dyt_value_and_slope(x, a, v, s);
+  }
 };
 struct Isru {
   static float value(float x, float a) { return kernels::dyisru_value(x, a); }
-  static float slope(float x, float a, float) { return kernels::dyisru_slope(x, a); }
+  static void value_and_slope(float x, float a, float& v, float& s) {
+    v = kernels::dyisru_value(x, a);
+    s = kernels::dyisru_slope(x, a);
+  }
 };
 
 void check_params(const char* op, const Tensor& alpha, const Tensor& gamma, const Tensor* beta,
@@ -152,8 +157,9 @@ void dynamic_backward(const char* op, const Tensor& x, const Tensor& alpha, cons
           // the build, so the bits still do not depend on the thread count.
 #pragma omp simd reduction(+ : da)
           for (int64_t i = 0; i < d; ++i) {
-            const float v = F::value(xr[i], a);
-            const float gs = gr[i] * g[i] * F::slope(xr[i], a, v);
+            float v, s;
+            F::value_and_slope(xr[i], a, v, s);
+            const float gs = gr[i] * g[i] * s;
             dxr[i] += gs * a;
             da += static_cast<double>(gs) * xr[i];
             pf[i] += gr[i] * v;

@@ -127,20 +127,23 @@ __device__ __forceinline__ F block_sum(F v, F* smem) {
 
 // ---- the two elementwise activations ------------------------------------------------------
 
+// value() for the forward; value_and_slope() for the backward (for DyT, both
+// from one exponential: kernels/elementwise.h, dyt_value_and_slope).
 struct TanhAct {  // DyT
   static __device__ __forceinline__ float value(float x, float a) {
     return kernels::dyt_value(x, a);
   }
-  static __device__ __forceinline__ float slope(float x, float a, float) {
-    return kernels::dyt_slope(x, a);
+  static __device__ __forceinline__ void value_and_slope(float x, float a, float& v, float& s) {
+    kernels::dyt_value_and_slope(x, a, v, s);
   }
 };
 struct IsruAct {  // DyISRU
   static __device__ __forceinline__ float value(float x, float a) {
     return kernels::dyisru_value(x, a);
   }
-  static __device__ __forceinline__ float slope(float x, float a, float) {
-    return kernels::dyisru_slope(x, a);
+  static __device__ __forceinline__ void value_and_slope(float x, float a, float& v, float& s) {
+    v = kernels::dyisru_value(x, a);
+    s = kernels::dyisru_slope(x, a);
   }
 };
 

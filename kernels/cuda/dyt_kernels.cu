@@ -115,8 +115,9 @@ __global__ void __launch_bounds__(512, DYT_CUDA_BWD_MIN_BLOCKS)
 #pragma unroll
           for (int i = 0; i < VEC; ++i) {
             const float xv = xp[u].get(i), dv = dp[u].get(i);
-            const float v = Act::value(xv, a);
-            const float gs = dv * g[i] * Act::slope(xv, a, v);
+            float v, s;
+            Act::value_and_slope(xv, a, v, s);
+            const float gs = dv * g[i] * s;
             out[i] = gp[u].get(i) + gs * a;
             acca = fma(static_cast<double>(gs), static_cast<double>(xv), acca);
             accg[i] += dv * v;
