@@ -11,8 +11,10 @@ one. First the straight run; then the same command is started, killed
 (SIGKILL, no warning), started again, N times, and finally left to finish.
 The kill moments (from --seed) take turns among three kinds:
 
-  save  as soon as a step-XXXXXXXX.tmp/ directory appears (a save under
-        way), after a random 0-20 ms;
+  save  a save of this start: by turns, 0-20 ms after its
+        step-XXXXXXXX.tmp/ directory appears (files being written), and
+        0-2 ms after that directory is renamed (the commit: the root's
+        fsync, the oldest checkpoint renamed to .trash- and deleted);
   step  after a random fraction of a step, once the run has logged a step;
   any   a random time from the start (loading, the first step, or a save).
 
@@ -113,6 +115,12 @@ def tmp_inode(ck_dir, name):
         return None
 
 
+def save_leftovers(ck_dir):
+    """(name, inode) of what an unfinished save leaves in checkpoint.dir."""
+    return {(n, tmp_inode(ck_dir, n)) for n in listing(ck_dir)
+            if n.endswith(".tmp") or ".aside-" in n or ".trash-" in n}
+
+
 def metrics_without_timing(run_dir):
     out = []
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
@@ -205,10 +213,11 @@ def main():
     kinds = {"save": 0, "step": 0, "any": 0}
     during_save, left_behind, starts = 0, {}, 0
     expect_step, expect_path = None, None
-    kills = 0
+    kills, left_last = 0, set()
     while True:
         starts += 1
         log = os.path.join(killed, "logs", f"start-{starts:02d}.txt")
+        left_before = save_leftovers(ck)
         with open(log, "w") as out:
             proc = subprocess.Popen(command(args, run_dir, ck), stdout=out, stderr=subprocess.STDOUT, env=env())
             if kills < args.kills:
@@ -219,7 +228,11 @@ def main():
                     old = {tmp_inode(ck, n) for n in listing(ck) if n.endswith(".tmp")}
                     alive = wait_until(proc, lambda: any(n.endswith(".tmp") and tmp_inode(ck, n) not in old
                                                          for n in listing(ck)))
-                    delay = rng.uniform(0.0, step_s)
+                    if kinds["save"] % 2 == 0:  # while its files are written
+                        delay = rng.uniform(0.0, 0.02)
+                    else:  # right after its commit: the root's fsync, deleting the oldest
+                        alive = alive and wait_until(proc, lambda: not any(n.endswith(".tmp") for n in listing(ck)))
+                        delay = rng.uniform(0.0, 0.002)
                 elif kind == "step":
                     steps = rng.randint(1, 3)
                     alive = wait_until(proc, lambda: progress_lines(log) >= steps, poll=0.001)
@@ -244,12 +257,15 @@ def main():
         kills += 1
         kinds[kind] += 1
         left = [os.path.relpath(p, killed) for p in temporaries(killed) if "/logs/" not in p]
-        in_save = any(n.endswith(".tmp") or ".aside-" in n or ".trash-" in n for n in listing(ck))
+        # Landed during a save: this start left a save's leftovers (new
+        # ones; a start killed before it saved still has the last ones).
+        in_save = bool(save_leftovers(ck) - left_before)
         during_save += in_save
-        for p in left:
+        for p in set(left) - left_last:  # what this start left, not the ones before
             k = "step dir .tmp" if p.endswith(".tmp") else "aside" if ".aside-" in p else \
                 "trash" if ".trash-" in p else "file temporary"
             left_behind[k] = left_behind.get(k, 0) + 1
+        left_last = set(left)
         expect_step, expect_path = newest_checkpoint(ck)
         print(f"kill {kills} ({kind}, +{delay * 1000:.0f} ms): newest checkpoint step {expect_step}"
               f"{', during a save' if in_save else ''}{', left ' + ', '.join(left) if left else ''}", flush=True)
