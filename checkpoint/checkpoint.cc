@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <cstdio>
@@ -95,7 +96,7 @@ std::vector<Entry> scan(const std::string& root) {
 
 // A name no other save has used: "<step dir><infix><pid>-<ns clock>".
 fs::path unique_sibling(const fs::path& step_dir, const char* infix) {
-  static int64_t counter = 0;
+  static std::atomic<int64_t> counter{0};
   const auto ns = std::chrono::steady_clock::now().time_since_epoch().count();
   return fs::path(step_dir.string() + infix + std::to_string(::getpid()) + "-" + std::to_string(ns) +
                   "-" + std::to_string(counter++));
