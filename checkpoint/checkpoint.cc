@@ -6,6 +6,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -38,16 +41,65 @@ std::string step_dir_name(int64_t step) {
   return buf;
 }
 
-// The step of a committed checkpoint directory name ("step-" and digits
-// only), or -1.
-int64_t step_of(const std::string& name) {
-  if (name.size() < 6 || name.compare(0, 5, "step-") != 0 || name.size() > 5 + 18) return -1;
+// What a name under the root is: a committed step directory ("step-" and
+// digits only), one being written (".tmp"), an old copy moved aside by a
+// re-save (".aside-<id>"), one being deleted (".trash-<id>"), or not ours.
+enum class Kind { kCommitted, kWriting, kAside, kTrash, kOther };
+
+struct Entry {
+  int64_t step = -1;
+  Kind kind = Kind::kOther;
+  fs::path path;
+};
+
+constexpr const char* kAsideInfix = ".aside-";
+constexpr const char* kTrashInfix = ".trash-";
+
+Entry classify(const fs::path& path) {
+  const std::string name = path.filename().string();
+  Entry e;
+  e.path = path;
+  if (name.compare(0, 5, "step-") != 0) return e;
+  size_t i = 5;
   int64_t step = 0;
-  for (size_t i = 5; i < name.size(); ++i) {
-    if (name[i] < '0' || name[i] > '9') return -1;
-    step = step * 10 + (name[i] - '0');
+  while (i < name.size() && name[i] >= '0' && name[i] <= '9' && i < 5 + 18)
+    step = step * 10 + (name[i++] - '0');
+  if (i == 5) return e;
+  const std::string rest = name.substr(i);
+  const auto has_id = [&](const char* infix) {
+    const size_t n = std::strlen(infix);
+    return rest.size() > n && rest.compare(0, n, infix) == 0;
+  };
+  if (rest.empty()) e.kind = Kind::kCommitted;
+  else if (rest == ".tmp") e.kind = Kind::kWriting;
+  else if (has_id(kAsideInfix)) e.kind = Kind::kAside;
+  else if (has_id(kTrashInfix)) e.kind = Kind::kTrash;
+  else return e;
+  e.step = step;
+  return e;
+}
+
+std::vector<Entry> scan(const std::string& root) {
+  std::vector<Entry> out;
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) return out;
+  for (const auto& d : fs::directory_iterator(root, ec)) {
+    Entry e = classify(d.path());
+    if (e.kind != Kind::kOther && d.is_directory()) out.push_back(std::move(e));
   }
-  return step;
+  if (ec) fail(root, "cannot list: " + ec.message());
+  std::sort(out.begin(), out.end(), [](const Entry& a, const Entry& b) {
+    return a.step != b.step ? a.step < b.step : a.path < b.path;
+  });
+  return out;
+}
+
+// A name no other save has used: "<step dir><infix><pid>-<ns clock>".
+fs::path unique_sibling(const fs::path& step_dir, const char* infix) {
+  static std::atomic<int64_t> counter{0};
+  const auto ns = std::chrono::steady_clock::now().time_since_epoch().count();
+  return fs::path(step_dir.string() + infix + std::to_string(::getpid()) + "-" + std::to_string(ns) +
+                  "-" + std::to_string(counter++));
 }
 
 // fsync a directory so a rename in it survives a power cut (best effort: some
@@ -57,6 +109,45 @@ void sync_dir(const fs::path& dir) {
   if (fd >= 0) {
     (void)::fsync(fd);
     ::close(fd);
+  }
+}
+
+// Deletes a step directory (or an aside) without ever leaving a torn one
+// under a name that could be loaded: rename to a trash name, then remove.
+// Best effort: what cannot be renamed stays whole, for the next save to try.
+void retire(const fs::path& dir) {
+  const Entry e = classify(dir);
+  std::error_code ec;
+  const fs::path trash = unique_sibling(fs::path(dir.parent_path() / step_dir_name(e.step)), kTrashInfix);
+  fs::rename(dir, trash, ec);
+  if (!ec) fs::remove_all(trash, ec);
+}
+
+// Settles what a crashed save left under `root` (called by the saver only):
+// an aside whose step has no directory is that step's only whole copy and
+// is renamed back; an aside whose step directory exists, .tmp and .trash-
+// directories are removed.
+void recover(const std::string& root) {
+  const std::vector<Entry> entries = scan(root);
+  std::set<int64_t> committed;
+  for (const Entry& e : entries)
+    if (e.kind == Kind::kCommitted) committed.insert(e.step);
+  for (const Entry& e : entries) {
+    if (e.kind != Kind::kAside || committed.count(e.step)) continue;
+    std::error_code ec;
+    fs::rename(e.path, e.path.parent_path() / step_dir_name(e.step), ec);
+    if (ec) fail(e.path.string(), "cannot restore this copy of step " + std::to_string(e.step) +
+                                      " to its name: " + ec.message());
+    committed.insert(e.step);
+  }
+  // Nothing is deleted before the directory entries it depends on are durable.
+  sync_dir(root);
+  for (const Entry& e : entries) {
+    if (e.kind == Kind::kCommitted) continue;
+    if (e.kind == Kind::kAside && !fs::exists(e.path)) continue;  // just restored
+    std::error_code ec;
+    if (e.kind == Kind::kAside) retire(e.path);
+    else fs::remove_all(e.path, ec);
   }
 }
 
@@ -98,17 +189,18 @@ std::string shape_text(const std::vector<int64_t>& shape) {
 }  // namespace
 
 std::vector<std::string> list_checkpoints(const std::string& root) {
-  std::vector<std::pair<int64_t, std::string>> found;
-  std::error_code ec;
-  if (!fs::is_directory(root, ec)) return {};
-  for (const auto& e : fs::directory_iterator(root, ec)) {
-    const int64_t step = step_of(e.path().filename().string());
-    if (step >= 0 && e.is_directory()) found.emplace_back(step, e.path().string());
-  }
-  if (ec) fail(root, "cannot list: " + ec.message());
-  std::sort(found.begin(), found.end());
+  const std::vector<Entry> entries = scan(root);
+  std::set<int64_t> committed;
+  for (const Entry& e : entries)
+    if (e.kind == Kind::kCommitted) committed.insert(e.step);
   std::vector<std::string> out;
-  for (auto& f : found) out.push_back(std::move(f.second));
+  int64_t last = -1;
+  for (const Entry& e : entries) {  // by step; within a step, the one name first
+    const bool whole = e.kind == Kind::kCommitted || (e.kind == Kind::kAside && !committed.count(e.step));
+    if (!whole || e.step == last) continue;
+    out.push_back(e.path.string());
+    last = e.step;
+  }
   return out;
 }
 
@@ -125,7 +217,7 @@ std::string save_checkpoint(const std::string& root, const Progress& progress,
   std::error_code ec;
   fs::create_directories(root, ec);
   if (ec) fail(root, "cannot create the checkpoint directory: " + ec.message());
-  fs::remove_all(tmp_dir, ec);  // a half-written one from a crash at this very step
+  recover(root);  // also removes a half-written one from a crash at this very step
   if (!fs::create_directory(tmp_dir, ec) || ec)
     fail(tmp_dir.string(), "cannot create: " + (ec ? ec.message() : "it exists"));
   try {
@@ -150,9 +242,7 @@ std::string save_checkpoint(const std::string& root, const Progress& progress,
     printer.SetUseUtf8StringEscaping(true);
     std::string text;
     if (!printer.PrintToString(m, &text)) fail(tmp_dir.string(), "cannot print the manifest");
-    AtomicFile out((tmp_dir / kManifest).string());
-    out.write(text.data(), text.size());
-    out.commit();
+    write_file_atomically((tmp_dir / kManifest).string(), text);  // fsyncs tmp_dir too
   } catch (const AtomicFileError& e) {
     fs::remove_all(tmp_dir, ec);
     fail(tmp_dir.string(), e.what());
@@ -162,37 +252,43 @@ std::string save_checkpoint(const std::string& root, const Progress& progress,
   }
 
   // The commit: the directory's rename. A checkpoint of the same step (saved
-  // again after a resume) is replaced.
-  fs::remove_all(final_dir, ec);
-  if (ec) fail(final_dir.string(), "cannot replace the previous checkpoint of this step: " + ec.message());
+  // again after a resume) is first moved aside, never deleted in place: a
+  // crash from here on leaves either it (as step-N or as the aside, which
+  // the next load takes and the next save restores) or the new one.
+  fs::path aside;
+  if (fs::exists(final_dir, ec)) {
+    aside = unique_sibling(final_dir, kAsideInfix);
+    fs::rename(final_dir, aside, ec);
+    if (ec) {
+      const std::string why = ec.message();
+      fs::remove_all(tmp_dir, ec);
+      fail(final_dir.string(), "cannot move the previous checkpoint of this step aside: " + why);
+    }
+  }
   fs::rename(tmp_dir, final_dir, ec);
   if (ec) {
+    const std::string why = ec.message();
+    if (!aside.empty()) fs::rename(aside, final_dir, ec);  // put the old one back
     fs::remove_all(tmp_dir, ec);
-    fail(final_dir.string(), "cannot commit (rename from " + tmp_dir.filename().string() + ")");
+    fail(final_dir.string(), "cannot commit (rename from " + tmp_dir.filename().string() + "): " + why);
   }
   sync_dir(root);
 
-  // Only now, with the new one durable: drop the oldest beyond `keep`, and
-  // half-written directories of other steps left by crashed writers.
+  // Only now, with the new one durable: drop the old copy of this step and
+  // the oldest beyond `keep`.
+  if (!aside.empty()) retire(aside);
   const std::vector<std::string> all = list_checkpoints(root);
-  for (size_t i = 0; i + static_cast<size_t>(keep) < all.size(); ++i) fs::remove_all(all[i], ec);
-  for (const auto& e : fs::directory_iterator(root, ec)) {
-    const std::string name = e.path().filename().string();
-    if (name.size() > 4 && name.ends_with(".tmp") && step_of(name.substr(0, name.size() - 4)) >= 0)
-      fs::remove_all(e.path(), ec);
-  }
+  for (size_t i = 0; i + static_cast<size_t>(keep) < all.size(); ++i) retire(all[i]);
   return final_dir.string();
 }
 
-std::optional<Checkpoint> load_latest_checkpoint(const std::string& root) {
-  const std::vector<std::string> all = list_checkpoints(root);
-  if (all.empty()) return std::nullopt;
+Checkpoint load_checkpoint(const std::string& dir) {
   Checkpoint ck;
-  ck.path = all.back();
+  ck.path = dir;
   const std::string manifest_path = (fs::path(ck.path) / kManifest).string();
   const Manifest m = parse_manifest(manifest_path);
 
-  const int64_t dir_step = step_of(fs::path(ck.path).filename().string());
+  const int64_t dir_step = classify(fs::path(ck.path)).step;
   const auto& p = m.progress();
   if (p.step() != dir_step)
     fail(manifest_path, "progress.step " + std::to_string(p.step()) + " does not match the directory");
@@ -228,6 +324,30 @@ std::optional<Checkpoint> load_latest_checkpoint(const std::string& root) {
       fail((fs::path(ck.path) / f).string(),
            "holds tensor '" + rest.begin()->first + "', which the manifest does not list");
   return ck;
+}
+
+std::optional<Checkpoint> load_latest_checkpoint(const std::string& root) {
+  const std::vector<std::string> all = list_checkpoints(root);
+  if (all.empty()) return std::nullopt;
+  try {
+    return load_checkpoint(all.back());
+  } catch (const CheckpointError& damaged) {
+    // Name the way back without taking it: continuing from an older state
+    // silently would redo steps (and their metrics) the user believes done.
+    for (size_t i = all.size() - 1; i-- > 0;) {
+      std::optional<Checkpoint> older;
+      try {
+        older = load_checkpoint(all[i]);
+      } catch (const CheckpointError&) {
+        continue;  // damaged too: look further back
+      }
+      throw CheckpointError(std::string(damaged.what()) + "; the newest intact checkpoint before it is '" +
+                            all[i] + "' (step " + std::to_string(older->progress.step) +
+                            "): to continue from there, move '" + all.back() + "' out of '" + root + "'");
+    }
+    throw CheckpointError(std::string(damaged.what()) + "; there is no intact checkpoint before it in '" +
+                          root + "'");
+  }
 }
 
 }  // namespace dyt::checkpoint

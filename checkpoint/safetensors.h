@@ -33,8 +33,8 @@ struct TensorRef {
   const float* data;
 };
 
-// Writes `tensors` as F32 to `path` atomically: the bytes go to `path.tmp`,
-// which is fsynced and renamed over `path`, so `path` is either the old file
+// Writes `tensors` as F32 to `path` atomically: the bytes go to a temporary
+// beside it (atomic_file.h), which is fsynced and renamed over `path`, so `path` is either the old file
 // or the complete new one. Throws CheckpointError for duplicate or empty
 // names, the reserved name "__metadata__", negative dimensions, null data for
 // a non-empty tensor, or any I/O failure (the temporary file is removed).

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <stdexcept>
 
 #include "checkpoint/atomic_file.h"
@@ -23,22 +24,27 @@ namespace {
 int64_t line_step(const std::string& line) {
   const std::string key = "{\"step\": ";
   if (line.compare(0, key.size(), key) != 0) return -1;
-  return std::strtoll(line.c_str() + key.size(), nullptr, 10);
+  char* end = nullptr;
+  const long long step = std::strtoll(line.c_str() + key.size(), &end, 10);
+  if (end == line.c_str() + key.size() || (*end != ',' && *end != '}') || line.back() != '}') return -1;
+  return step;
 }
 
 // Keeps the lines of `path` about steps up to `last_step`: those after it
 // were logged by a run that went on past its last checkpoint and will be
-// logged again. Rewritten all or nothing.
+// logged again. A last line without its newline was cut short by a crash
+// and goes too. Rewritten all or nothing.
 void truncate_after(const std::string& path, int64_t last_step) {
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary);
   if (!in) return;  // no metrics yet
-  std::string kept, line;
-  while (std::getline(in, line))
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string kept;
+  for (size_t at = 0, nl; (nl = text.find('\n', at)) != std::string::npos; at = nl + 1) {
+    const std::string line = text.substr(at, nl - at);
     if (line_step(line) >= 0 && line_step(line) <= last_step) kept += line + "\n";
+  }
   try {
-    checkpoint::AtomicFile out(path);
-    out.write(kept.data(), kept.size());
-    out.commit();
+    checkpoint::write_file_atomically(path, kept);
   } catch (const checkpoint::AtomicFileError& e) {
     throw std::runtime_error("cannot rewrite metrics file " + path + ": " + e.what());
   }

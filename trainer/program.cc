@@ -2,9 +2,10 @@
 
 #include <cstdio>
 #include <exception>
-#include <fstream>
+#include <stdexcept>
 #include <new>
 
+#include "checkpoint/atomic_file.h"
 #include "checkpoint/safetensors.h"
 #include "configs/config.h"
 #include "trainer/data/token_shard.h"
@@ -30,9 +31,11 @@ int run_program(const char* name, const std::function<int()>& body) {
 }
 
 void write_text_file(const std::string& path, const std::string& text) {
-  std::ofstream out(path);
-  out << text;
-  if (!out) throw std::runtime_error("cannot write " + path);
+  try {
+    checkpoint::write_file_atomically(path, text);
+  } catch (const checkpoint::AtomicFileError& e) {
+    throw std::runtime_error("cannot write " + path + ": " + e.what());
+  }
 }
 
 }  // namespace dyt::trainer

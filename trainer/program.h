@@ -11,8 +11,9 @@ namespace dyt::trainer {
 // config or command line (nothing was run).
 int run_program(const char* name, const std::function<int()>& body);
 
-// Writes a small text file (run metadata, JSON side files); throws
-// std::runtime_error naming the path when it cannot.
+// Writes a small text file (run metadata, JSON side files) all or nothing
+// (checkpoint/atomic_file.h: a crash leaves the old file or the new one);
+// throws std::runtime_error naming the path when it cannot.
 void write_text_file(const std::string& path, const std::string& text);
 
 }  // namespace dyt::trainer

@@ -1,11 +1,18 @@
 #include "checkpoint/checkpoint.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -55,9 +62,33 @@ class CheckpointTest : public ::testing::Test {
     }
   }
 
+  // The names under the root, sorted.
+  std::vector<std::string> names() const {
+    std::vector<std::string> out;
+    for (const auto& e : fs::directory_iterator(root_)) out.push_back(e.path().filename());
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+  std::string load_error() {
+    try {
+      load_latest_checkpoint(root_.string());
+    } catch (const CheckpointError& e) {
+      return e.what();
+    }
+    ADD_FAILURE() << "expected a CheckpointError";
+    return "";
+  }
+
   fs::path root_;
   std::vector<float> w_, b_;
 };
+
+// Saves `step` with every element of both tensors equal to `value`.
+std::string save_filled(const fs::path& root, int64_t step, float value, size_t n, int keep = 2) {
+  const std::vector<float> w(n, value), b(3, value);
+  return save_checkpoint(root.string(), {step, step, 0, 0}, "", {{"w", {int64_t(n)}, w.data()}, {"b", {3}, b.data()}},
+                         keep);
+}
 
 TEST_F(CheckpointTest, NoneYet) {
   EXPECT_FALSE(load_latest_checkpoint(root_.string()).has_value());  // no root
@@ -141,6 +172,114 @@ TEST_F(CheckpointTest, DamageIsNamed) {
   save(11);
   fs::remove(fs::path(list_checkpoints(root_.string()).back()) / "manifest.pbtxt");
   expect_load_error("cannot read the manifest");
+}
+
+// A damaged newest checkpoint is an error, never a quiet step back: the
+// message names it and the newest one before it that loads whole.
+TEST_F(CheckpointTest, DamagedNewestNamesTheNewestIntactOneBeforeIt) {
+  for (int64_t s : {4, 6, 8}) save(s, /*keep=*/3);
+  const auto dir = [&](const char* name) { return (root_ / name).string(); };
+  write_bytes(dir("step-00000008") + "/manifest.pbtxt", "progress { step: oops }");
+  std::string e = load_error();
+  EXPECT_NE(e.find(dir("step-00000008") + "/manifest.pbtxt"), std::string::npos) << e;
+  EXPECT_NE(e.find("the newest intact checkpoint before it is '" + dir("step-00000006") + "' (step 6)"),
+            std::string::npos) << e;
+  EXPECT_EQ(e.find('\n'), std::string::npos) << e;  // one line
+
+  fs::remove(dir("step-00000006") + "/tensors.safetensors");  // damaged too: look further back
+  e = load_error();
+  EXPECT_NE(e.find("before it is '" + dir("step-00000004") + "' (step 4)"), std::string::npos) << e;
+
+  write_bytes(dir("step-00000004") + "/tensors.safetensors", "torn");
+  e = load_error();
+  EXPECT_NE(e.find("there is no intact checkpoint before it in '" + root_.string() + "'"), std::string::npos) << e;
+  // Loading changed nothing.
+  EXPECT_EQ(names(), (std::vector<std::string>{"step-00000004", "step-00000006", "step-00000008"}));
+}
+
+// The states a crash during a re-save of step 5 can leave, each loaded as
+// the right copy and settled by the next save without losing a step.
+TEST_F(CheckpointTest, CrashLeftoversAreSettledWithoutLosingAStep) {
+  save_filled(root_, 5, 1.0f, 8);
+  // Crash between moving the old copy aside and renaming the new one in
+  // (the new one complete in step-00000005.tmp, or not).
+  fs::rename(root_ / "step-00000005", root_ / "step-00000005.aside-77-1");
+  fs::create_directories(root_ / "step-00000005.tmp");
+  write_bytes((root_ / "step-00000005.tmp" / "manifest.pbtxt").string(), "half");
+  // And an older deletion that died half way, plus something not ours.
+  write_bytes((root_ / "step-00000002.trash-12-3" / "tensors.safetensors").string(), "torn");
+  fs::create_directories(root_ / "step-00000004.aside");  // no id: not ours either
+  ASSERT_EQ(list_checkpoints(root_.string()),
+            std::vector<std::string>{(root_ / "step-00000005.aside-77-1").string()});
+  auto ck = load_latest_checkpoint(root_.string());
+  ASSERT_TRUE(ck.has_value());
+  EXPECT_EQ(ck->progress.step, 5);
+  EXPECT_EQ(ck->tensors.at("w").data, std::vector<float>(8, 1.0f));
+
+  save_filled(root_, 6, 2.0f, 8, /*keep=*/3);  // the aside is step 5 again; the rest goes
+  EXPECT_EQ(names(), (std::vector<std::string>{"step-00000004.aside", "step-00000005", "step-00000006"}));
+  EXPECT_EQ(load_checkpoint((root_ / "step-00000005").string()).tensors.at("w").data, std::vector<float>(8, 1.0f));
+
+  // Crash after the new one was renamed in, before its aside was deleted:
+  // the new one is the step.
+  fs::create_directories(root_ / "step-00000006.aside-9-9");
+  write_bytes((root_ / "step-00000006.aside-9-9" / "manifest.pbtxt").string(), "old, half deleted");
+  EXPECT_EQ(load_latest_checkpoint(root_.string())->tensors.at("w").data, std::vector<float>(8, 2.0f));
+  save_filled(root_, 7, 3.0f, 8, /*keep=*/2);
+  EXPECT_EQ(names(), (std::vector<std::string>{"step-00000004.aside", "step-00000006", "step-00000007"}));
+}
+
+// Re-saving a step that exists, SIGKILLed at random moments: after every
+// kill the step loads whole, as the old or a new copy. (The old way, delete
+// then rename, loses the step or leaves it torn when the kill lands
+// between the two or inside the delete.)
+TEST_F(CheckpointTest, ResavingAStepSurvivesAKillAtAnyMoment) {
+  constexpr size_t kFloats = 256 << 10;  // 1 MiB a tensor: a save takes long enough to be hit inside
+  save_filled(root_, 5, 0.0f, kFloats);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 5; ++i) save_filled(root_, 5, 0.0f, kFloats);
+  const double save_us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / 5;
+
+  std::mt19937 rng(20261201);
+  int between_renames = 0, with_leftovers = 0;
+  constexpr int kKills = 40;
+  for (int kill = 0; kill < kKills; ++kill) {
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      try {
+        for (int v = 1;; ++v) save_filled(root_, 5, static_cast<float>(v), kFloats);
+      } catch (...) {
+      }
+      ::_exit(3);
+    }
+    const auto delay = std::uniform_real_distribution<double>(0.0, 4.0 * save_us)(rng);
+    ::usleep(static_cast<useconds_t>(delay));
+    ::kill(child, SIGKILL);
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFSIGNALED(status)) << "the saver stopped on its own (exit " << WEXITSTATUS(status) << ")";
+
+    const std::vector<std::string> left = names();
+    if (!fs::exists(root_ / "step-00000005")) ++between_renames;
+    if (left.size() > 1) ++with_leftovers;
+    std::optional<Checkpoint> ck;
+    try {
+      ck = load_latest_checkpoint(root_.string());
+    } catch (const CheckpointError& e) {
+      FAIL() << "kill " << kill << ": " << e.what();
+    }
+    ASSERT_TRUE(ck.has_value()) << "kill " << kill << ": step 5 is gone";
+    EXPECT_EQ(ck->progress.step, 5);
+    const std::vector<float>& w = ck->tensors.at("w").data;
+    ASSERT_EQ(w.size(), kFloats);
+    EXPECT_EQ(std::count(w.begin(), w.end(), w[0]), static_cast<long>(kFloats)) << "kill " << kill << ": torn";
+    EXPECT_EQ(ck->tensors.at("b").data, std::vector<float>(3, w[0])) << "kill " << kill;
+  }
+  std::printf("%d kills over a re-save of %.0f us: %d between the two renames, %d with leftovers\n", kKills,
+              save_us, between_renames, with_leftovers);
+  save_filled(root_, 5, -1.0f, kFloats);
+  EXPECT_EQ(names(), std::vector<std::string>{"step-00000005"});
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <vector>
 
 namespace dyt::testing_support {
 
@@ -39,6 +40,15 @@ class ScratchDirTest : public ::testing::Test {
   void TearDown() override { std::filesystem::remove_all(dir_); }
   // A path inside the scratch directory.
   std::string file(const std::string& name) const { return (dir_ / name).string(); }
+  // Names in the scratch directory that hold ".tmp": what a writer left
+  // behind (its temporaries are `<name>.tmp.XXXXXX`).
+  std::vector<std::string> temporaries() const {
+    std::vector<std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator(dir_))
+      if (e.path().filename().string().find(".tmp") != std::string::npos)
+        out.push_back(e.path().filename().string());
+    return out;
+  }
 
   std::filesystem::path dir_;
 

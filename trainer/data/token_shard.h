@@ -66,7 +66,8 @@ class TokenShard {
   mutable std::atomic<int64_t> max_token_{-1};  // -1: not yet scanned
 };
 
-// Writes `tokens` as a shard at `path`, atomically (path.tmp, fsync, rename).
+// Writes `tokens` as a shard at `path`, all or nothing (checkpoint/atomic_file.h:
+// a temporary of its own, fsync, rename).
 // uint16 tokens when every token is < 65536 unless `force_uint32`. Throws
 // DataError on I/O failure or more than 2^31 - 1 tokens (the count is int32).
 void write_token_shard(const std::string& path, const std::vector<uint32_t>& tokens,

@@ -16,6 +16,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "checkpoint/atomic_file.h"
 #include "trainer/data/mix.h"
 
 // Exported by libsentencepiece (common.h, not an installed header): the
@@ -329,22 +330,10 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
 }
 
 void Tokenizer::save(const std::string& path) const {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw DataError("tokenizer model '" + path + "': cannot create '" + tmp + "': " + std::strerror(errno));
-    f.write(bytes_->data(), static_cast<std::streamsize>(bytes_->size()));
-    f.close();
-    if (!f) {
-      std::remove(tmp.c_str());
-      throw DataError("tokenizer model '" + path + "': write failed");
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    throw DataError("tokenizer model '" + path + "': cannot rename '" + tmp + "' into place: " + ec.message());
+  try {
+    checkpoint::write_file_atomically(path, *bytes_);
+  } catch (const checkpoint::AtomicFileError& e) {
+    throw DataError("tokenizer model '" + path + "': " + e.what());
   }
 }
 

@@ -103,7 +103,7 @@ class Tokenizer {
   std::string decode(const std::vector<int32_t>& ids) const;
   // The model file's bytes (what save() writes).
   const std::string& serialized() const { return *bytes_; }
-  // Writes the model to `path` atomically (path.tmp, rename).
+  // Writes the model to `path` all or nothing (checkpoint/atomic_file.h).
   void save(const std::string& path) const;
 
  private:

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "tests/common/file_size_limit.h"
 #include "tests/common/scratch_dir_test.h"
 
 namespace dyt::data {
@@ -57,7 +58,7 @@ TEST_F(TokenShardTest, RoundTripUint16) {
   std::vector<uint32_t> tokens = {0, 1, 50256, 65535, 7, 7, 12345};
   const std::string path = file("u16.bin");
   write_token_shard(path, tokens);
-  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  EXPECT_TRUE(temporaries().empty());
   const std::string bytes = read_bytes(path);
   ASSERT_EQ(bytes.size(), 1024 + tokens.size() * 2);
   int32_t header[256];
@@ -238,13 +239,15 @@ TEST_F(TokenShardTest, FailedWriteLeavesNoPartialFile) {
     EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
   }
   EXPECT_FALSE(fs::exists(path));
-  EXPECT_FALSE(fs::exists(path + ".tmp"));
 
   // An existing shard stays intact when the new one cannot be written.
   const std::string keep = file("keep.bin");
   write_token_shard(keep, {9, 8, 7});
-  fs::create_directories(keep + ".tmp/blocker");
-  EXPECT_THROW(write_token_shard(keep, {1}), DataError);
+  {
+    const testing_support::FileSizeLimit limit(1024);  // the header fits, the tokens do not
+    EXPECT_THROW(write_token_shard(keep, {1}), DataError);
+  }
+  EXPECT_TRUE(temporaries().empty());
   TokenShard s = TokenShard::open(keep);
   EXPECT_EQ(s.size(), 3);
   EXPECT_EQ(s[0], 9u);

@@ -37,7 +37,8 @@ resumes: a run stopped at checkpoint.exit_at_step and continued (after a
   SIGTERM in the middle and started again; only checkpoint.keep
   checkpoints remain; a changed learning rate is refused (exit 2, naming
   train.lr) unless checkpoint.allow_config_change, and a damaged manifest is
-  an error naming the file and line (exit 1).
+  an error naming the file and line and the newest intact checkpoint before
+  it (exit 1, one line, nothing resumed).
 nonfinite: a learning rate of 1e30 blows the weights up; every step after
   that has a non-finite loss, is skipped and counted, and after
   train.max_nonfinite_steps in a row the run stops with exit code 1 and a
@@ -254,6 +255,11 @@ def resumes(args):
     p = run_train(args, b_dir, *common, f"checkpoint.dir={b_ck}", expect_rc=1)
     if manifest not in p.stderr or "line" not in p.stderr:
         sys.exit("FAIL: a damaged manifest must be reported with its path and line")
+    # Never a quiet step back to step 6: one line that names the way back.
+    intact = os.path.join(b_ck, "step-00000006")
+    if f"the newest intact checkpoint before it is '{intact}' (step 6)" not in p.stderr or \
+            p.stderr.strip().count("\n") != 0 or "resuming" in p.stdout:
+        sys.exit("FAIL: a damaged newest checkpoint must be one error line naming the intact step 6")
     print("PASS")
 
 
