@@ -1,5 +1,6 @@
 // The CUDA norm ops against the CPU reference (kernels/cpu_ops.h) on fresh
-// random inputs (never zeros; seed printed, $DYT_TEST_SEED replays it), with
+// random inputs (never zeros; a fixed default seed, printed, and each test
+// reseeded from it and its name; $DYT_TEST_SEED=N draws others), with
 // outputs poisoned with NaN before each run: fp32 activations to 1e-5
 // relative, bf16 to 1e-2, fp32 parameter gradients (increments of the "+="
 // outputs) to 1e-5. Odd widths, narrow and wide rows, misaligned views, many
@@ -31,6 +32,25 @@ const std::vector<Shape> kShapes = {
     {1, 1},    {3, 33},   {2, 7},     {17, 1000}, {5, 1999}, {8, 4095},  {64, 4096},  {5, 5120},
     {3, 8192}, {2, 16384}, {3, 16385}, {2, 20000}, {1000, 8}, {300, 64}, {4096, 24}, {33, 520},
 };
+// $DYT_TEST_SHAPES=small: each geometry above (one-warp, stacked narrow rows
+// looping over the persistent grid, one and two column tiles, odd widths,
+// both RMSNorm paths) with few rows, about a sixth of the elements. CTest runs
+// the emulated suite so in the reversed and shuffled thread orders, which
+// test the barriers of each block, not coverage (the forward order runs all).
+const std::vector<Shape> kSmallShapes = {
+    {1, 1}, {3, 33}, {2, 7}, {17, 1000}, {5, 1999}, {2, 4096}, {2, 5120},
+    {2, 8192}, {2, 16385}, {300, 24}, {33, 520},
+};
+const std::vector<Shape>& shapes() {
+  static const std::vector<Shape>& chosen = [] () -> const std::vector<Shape>& {
+    const char* e = std::getenv("DYT_TEST_SHAPES");
+    if (!e || std::string(e) == "all") return kShapes;
+    if (std::string(e) == "small") return kSmallShapes;
+    std::cerr << "DYT_TEST_SHAPES=" << e << ": expected all or small" << std::endl;
+    std::exit(2);
+  }();
+  return chosen;
+}
 
 std::string label(const std::string& op, DType dt, Shape s, const std::string& extra = "") {
   return op + " " + dtype_name(dt) + " [" + std::to_string(s.rows) + ", " + std::to_string(s.d) +
@@ -41,9 +61,18 @@ Tensor host(const Vec& v, std::initializer_list<int64_t> dims) {
   return cpu_f32(const_cast<float*>(v.data()), dims);
 }
 
+// One generator, reseeded at the start of each test from (run seed, test
+// name): a test draws the same inputs whether it runs alone (--gtest_filter)
+// or after others, so a failure replays exactly.
 std::mt19937& rng() {
   static std::mt19937 gen(run_seed());
   return gen;
+}
+void reseed(const std::string& test) {
+  uint32_t h = 2166136261u;  // FNV-1a of the name
+  for (unsigned char c : test) h = (h ^ c) * 16777619u;
+  std::seed_seq seq{run_seed(), h};
+  rng().seed(seq);
 }
 
 // ---- DyT and DyISRU on both devices ------------------------------------------------
@@ -157,17 +186,19 @@ void check_dyn_backward(const Dyn& op, DType dt, Shape s, bool with_beta, bool r
 
 TEST(CudaDyn, ForwardMatchesCpu) {
   DYT_REQUIRE_CUDA();
+  reseed("CudaDyn.ForwardMatchesCpu");
   for (const Dyn& op : kDyns)
     for (DType dt : kDtypes)
-      for (const Shape& s : kShapes)
+      for (const Shape& s : shapes())
         for (bool beta : {false, true}) check_dyn_forward(op, dt, s, beta, false, false);
 }
 
 TEST(CudaDyn, ResidualForwardMatchesAddThenCpu) {
   DYT_REQUIRE_CUDA();
+  reseed("CudaDyn.ResidualForwardMatchesAddThenCpu");
   for (const Dyn& op : kDyns)
     for (DType dt : kDtypes)
-      for (const Shape& s : kShapes) {
+      for (const Shape& s : shapes()) {
         check_dyn_forward(op, dt, s, false, true, false);
         check_dyn_forward(op, dt, s, true, true, true);  // sum written over the residual
       }
@@ -175,17 +206,19 @@ TEST(CudaDyn, ResidualForwardMatchesAddThenCpu) {
 
 TEST(CudaDyn, BackwardMatchesCpu) {
   DYT_REQUIRE_CUDA();
+  reseed("CudaDyn.BackwardMatchesCpu");
   for (const Dyn& op : kDyns)
     for (DType dt : kDtypes)
-      for (const Shape& s : kShapes)
+      for (const Shape& s : shapes())
         for (bool beta : {false, true}) check_dyn_backward(op, dt, s, beta, false, false);
 }
 
 TEST(CudaDyn, ResidualBackwardMatchesCpu) {
   DYT_REQUIRE_CUDA();
+  reseed("CudaDyn.ResidualBackwardMatchesCpu");
   for (const Dyn& op : kDyns)
     for (DType dt : kDtypes)
-      for (const Shape& s : kShapes) {
+      for (const Shape& s : shapes()) {
         check_dyn_backward(op, dt, s, true, true, false);
         check_dyn_backward(op, dt, s, false, true, true);  // dsum written over dresidual
       }
@@ -195,6 +228,7 @@ TEST(CudaDyn, ResidualBackwardMatchesCpu) {
 // thread), so threads loop; the backward's persistent grid loops anyway.
 TEST(CudaDyn, RowsBeyondOneGrid) {
   DYT_REQUIRE_CUDA();
+  reseed("CudaDyn.RowsBeyondOneGrid");
   check_dyn_forward(kDyns[0], DType::F32, {2200000, 1}, false, false, false);
   check_dyn_backward(kDyns[0], DType::F32, {2200000, 1}, true, false, false);
 }
@@ -203,6 +237,7 @@ TEST(CudaDyn, RowsBeyondOneGrid) {
 // even where the width would allow vectors; the function is the same.
 TEST(CudaDyn, MisalignedViewsMatchCpu) {
   DYT_REQUIRE_CUDA();
+  reseed("CudaDyn.MisalignedViewsMatchCpu");
   for (DType dt : kDtypes) {
     const Shape s{37, 4096};
     const int64_t n = s.rows * s.d, d = s.d;
@@ -237,9 +272,10 @@ TEST(CudaDyn, MisalignedViewsMatchCpu) {
 
 TEST(CudaRMSNorm, ForwardMatchesCpu) {
   DYT_REQUIRE_CUDA();
+  reseed("CudaRMSNorm.ForwardMatchesCpu");
   const float eps = 1e-5f;
   for (DType dt : kDtypes)
-    for (const Shape& s : kShapes) {
+    for (const Shape& s : shapes()) {
       const int64_t n = s.rows * s.d, d = s.d;
       const Vec x = round_to(dt, random_vec(n, rng(), -2.0f, 2.0f));
       const Vec g = random_vec(d, rng(), -1.5f, 1.5f);
@@ -259,9 +295,10 @@ TEST(CudaRMSNorm, ForwardMatchesCpu) {
 
 TEST(CudaRMSNorm, BackwardMatchesCpu) {
   DYT_REQUIRE_CUDA();
+  reseed("CudaRMSNorm.BackwardMatchesCpu");
   const float eps = 1e-5f;
   for (DType dt : kDtypes)
-    for (const Shape& s : kShapes) {
+    for (const Shape& s : shapes()) {
       const int64_t n = s.rows * s.d, d = s.d;
       const Vec x = round_to(dt, random_vec(n, rng(), -2.0f, 2.0f));
       const Vec dy = round_to(dt, random_vec(n, rng()));
@@ -291,6 +328,7 @@ TEST(CudaRMSNorm, BackwardMatchesCpu) {
 
 TEST(CudaNorms, AddInplaceMatchesCpu) {
   DYT_REQUIRE_CUDA();
+  reseed("CudaNorms.AddInplaceMatchesCpu");
   for (DType dt : kDtypes)
     for (const Shape& s : {Shape{3, 33}, Shape{64, 4096}, Shape{5, 5120}}) {
       const int64_t n = s.rows * s.d;
@@ -343,7 +381,7 @@ void expect_repeatable(const std::string& what, Shape s, DType dt, bool beta, St
   DYT_CUDA_CHECK(cudaStreamSynchronize(stream));
   DYT_CUDA_CHECK(cudaFree(mem));
   DYT_CUDA_CHECK(cudaStreamDestroy(stream));
-  EXPECT_TRUE(first == second) << what << ": two runs differ (seed " << run_seed() << ")";
+  EXPECT_TRUE(first == second) << what << ": two runs differ (replay with " << replay() << ")";
   EXPECT_TRUE(first == third) << what << ": caller's workspace gives other bits";
 }
 
@@ -351,6 +389,7 @@ void expect_repeatable(const std::string& what, Shape s, DType dt, bool beta, St
 
 TEST(CudaNorms, BackwardIsBitwiseRepeatable) {
   DYT_REQUIRE_CUDA();
+  reseed("CudaNorms.BackwardIsBitwiseRepeatable");
   for (DType dt : kDtypes)
     for (const Shape& s : {Shape{1000, 4096}, Shape{999, 4097}, Shape{4096, 24}}) {
       const int64_t n = s.rows * s.d, d = s.d;
