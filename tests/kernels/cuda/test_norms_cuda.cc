@@ -2,11 +2,13 @@
 // random inputs (never zeros; a fixed default seed, printed, and each test
 // reseeded from it and its name; $DYT_TEST_SEED=N draws others), with
 // outputs poisoned with NaN before each run: fp32 activations to 1e-5
-// relative, bf16 to 1e-2, fp32 parameter gradients (increments of the "+="
+// relative, bf16 within a bound derived from bf16's unit roundoff
+// (cuda_test_util.h), fp32 parameter gradients (increments of the "+="
 // outputs) to 1e-5. Odd widths, narrow and wide rows, misaligned views, many
 // rows; bitwise repeatability of every backward. Tests that need a GPU call
 // GTEST_SKIP() without one; the host-side contracts (argument checks, empty
 // tensors, CudaError) run everywhere.
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -19,7 +21,19 @@ namespace {
 
 using kernels::cpu_f32;
 
-double act_tol(DType dt) { return dt == DType::BF16 ? 1e-2 : 1e-5; }
+// Activations: fp32 to 1e-5 relative; bf16 within the bound derived from
+// bf16's unit roundoff (cuda_test_util.h, expect_act), given each element's
+// fp32 discrepancy e, derived per op below.
+
+// Parameter gradients (fp32 outputs; dα summed in double) to 1e-5·(|e| +
+// rms). With bf16 activations both sides multiply the same bf16-rounded
+// inputs in fp32, so bf16 adds nothing here: what differs is the order of
+// fp32 sums. Two orders of one sum of m terms differ by at most
+// (L₁ + L₂)·2⁻²⁴·Σ|terms| (L the serial chain lengths: the kernel's rows per
+// thread, the CPU's 32-row chunks plus their count), which for thousands of
+// rows exceeds 1e-5 of the sum; the rounding errors of random-sign terms grow
+// like √L, not L, so 1e-5 holds with margin and stays the tighter check: it
+// rejects a bf16 intermediate (2⁻⁸ of each term; emu/test_bf16_bound.cc).
 constexpr double kParamTol = 1e-5;
 constexpr DType kDtypes[] = {DType::F32, DType::BF16};
 
@@ -135,9 +149,16 @@ void check_dyn_forward(const Dyn& op, DType dt, Shape s, bool with_beta, bool re
                                      "_forward",
                                  dt, s, std::string(with_beta ? "beta" : "") +
                                             (in_place ? " in-place" : ""));
-  expect_close(by.download(), yref, act_tol(dt), what + " y");
-  if (residual)
-    expect_close((in_place ? bx : bsum).download(), h, act_tol(dt), what + " sum");
+  expect_act(dt, by.download(), yref, dyn_forward_e(p.gamma, with_beta ? &p.beta : nullptr, s.rows),
+             what + " y");
+  if (residual) {
+    // The reference sum is x + branch rounded to the dtype: compare the
+    // kernel's stored sum with the fp32 sum, which the bound is about.
+    Vec h32(n);
+    for (int64_t i = 0; i < n; ++i) h32[i] = x[i] + branch[i];
+    expect_act(dt, (in_place ? bx : bsum).download(), dt == DType::BF16 ? h32 : h,
+               sum_e(x, branch), what + " sum");
+  }
 }
 
 void check_dyn_backward(const Dyn& op, DType dt, Shape s, bool with_beta, bool residual,
@@ -172,7 +193,7 @@ void check_dyn_backward(const Dyn& op, DType dt, Shape s, bool with_beta, bool r
   const std::string what =
       label(std::string(op.name) + (residual ? "_residual" : "") + "_backward", dt, s,
             std::string(with_beta ? "beta" : "") + (in_place ? " in-place" : ""));
-  expect_close((separate_out ? bgout : bgin).download(), dx, act_tol(dt),
+  expect_act(dt, (separate_out ? bgout : bgin).download(), dx, dyn_dx_e(g0, dy, p.gamma, p.alpha[0]),
                what + (residual ? " dsum" : " dx"));
   expect_close_delta(bda.download(), da, da0, kParamTol, what + " dalpha");
   expect_close_delta(bdg.download(), dg, dg0, kParamTol, what + " dgamma");
@@ -261,11 +282,78 @@ TEST(CudaDyn, MisalignedViewsMatchCpu) {
     cpu::dyt_backward(host(x, {s.rows, d}), host(p.alpha, {1}), host(p.gamma, {d}),
                       host(dy, {s.rows, d}), cdx, cda, cdg, nullptr);
     const std::string what = label("dyt misaligned", dt, s);
-    expect_close(by.download(), yref, act_tol(dt), what + " y");
-    expect_close(bdx.download(), dx, act_tol(dt), what + " dx");
+    expect_act(dt, by.download(), yref, dyn_forward_e(p.gamma, nullptr, s.rows), what + " y");
+    expect_act(dt, bdx.download(), dx, dyn_dx_e(dx0, dy, p.gamma, p.alpha[0]), what + " dx");
     expect_close_delta(bda.download(), da, da0, kParamTol, what + " dalpha");
     expect_close_delta(bdg.download(), dg, dg0, kParamTol, what + " dgamma");
   }
+}
+
+// dα with large outliers (|αx| up to 1e4 at α = 0.05, as LLaMA's massive
+// activations under a 70B-like α₀) against float64, for the plain and the
+// fused residual backward, fp32 and bf16 inputs (the same test as the CPU
+// op's DyT.AlphaGradientWithOutliersMatchesDouble, tests/kernels/test_norms.cc).
+// A saturated element's slope must be exactly 0 (tanh_f32 is ±1 from 9.0109):
+// a slope floor of 2⁻²¹ would add x·2⁻²¹ per outlier, and the inputs are
+// chosen so that this bias exceeds 4× the float path's own error budget.
+// Budget per element, |w| = |dy·γ·x|: where tanh rounds to ±1 in float the
+// kernel's slope is 0, so its error is the true slope s; elsewhere the fp32
+// slope 1 − t² is within 16·2⁻²⁴ absolute (t within 7 ulp) and dy·γ·s takes
+// 3 roundings (3·2⁻²⁴·s); the sum is in double; the final cast 2⁻²⁴·|dα|.
+TEST(CudaDyn, AlphaGradientWithOutliersMatchesDouble) {
+  DYT_REQUIRE_CUDA();
+  reseed("CudaDyn.AlphaGradientWithOutliersMatchesDouble");
+  const int64_t rows = 64, d = 256, n = rows * d;
+  const float alpha = 0.05f;
+  for (DType dt : kDtypes)
+    for (bool residual : {false, true}) {
+      std::uniform_real_distribution<double> uni(0.0, 1.0);
+      Vec x(n);
+      for (float& v : x) {
+        const bool outlier = uni(rng()) < 0.04;
+        const double mag =
+            outlier ? std::exp(std::log(8.0) + (std::log(1e4) - std::log(8.0)) * uni(rng())) / alpha
+                    : 60.0 * uni(rng());
+        v = round_to(dt, static_cast<float>(uni(rng()) < 0.5 ? -mag : mag));
+      }
+      const Vec g = random_vec(d, rng(), -1.5f, 1.5f);
+      Vec dy = round_to(dt, random_vec(n, rng()));
+      // The outliers' gradient pulls one way (dy·γ·x > 0), as a massive
+      // activation's does step after step, so a bias there adds up.
+      for (int64_t i = 0; i < n; ++i)
+        if (std::fabs(alpha * x[i]) > 8.0f && dy[i] * g[i % d] * x[i] < 0.0f) dy[i] = -dy[i];
+      DevBuf bx(x, dt), bdy(dy, dt), bgin(Vec(n, 0.0f), dt), bgout(n, dt),
+          ba(Vec{alpha}, DType::F32), bg(g, DType::F32), bda(Vec{0.0f}, DType::F32),
+          bdg(Vec(d, 0.0f), DType::F32);
+      Tensor tgin = bgin.view({rows, d}), tgout = bgout.view({rows, d}), tda = bda.view({1}),
+             tdg = bdg.view({d});
+      if (residual)
+        cuda::dyt_residual_backward(bx.view({rows, d}), ba.view({1}), bg.view({d}),
+                                    bdy.view({rows, d}), tgin, tgout, tda, tdg, nullptr, nullptr);
+      else
+        cuda::dyt_backward(bx.view({rows, d}), ba.view({1}), bg.view({d}), bdy.view({rows, d}),
+                           tgin, tda, tdg, nullptr, nullptr);
+      const float got = bda.download()[0];
+
+      double want = 0.0, budget = 0.0, floor_bias = 0.0;
+      int64_t saturated = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const double u = static_cast<double>(alpha) * x[i], t = std::tanh(u), sl = 1.0 - t * t;
+        const double w = static_cast<double>(dy[i]) * g[i % d] * x[i];
+        want += w * sl;
+        const bool rounds_to_one = std::fabs(u) >= 0x1.205968p+3;
+        budget += std::fabs(w) * ((rounds_to_one ? sl : 16 * 0x1p-24) + 3 * 0x1p-24 * sl);
+        if (rounds_to_one) floor_bias += w * 0x1p-21, ++saturated;
+      }
+      budget += 0x1p-24 * std::fabs(want);  // the final cast to float
+      const std::string what = label(residual ? "dyt_residual_backward" : "dyt_backward", dt,
+                                     {rows, d}, "dalpha with outliers");
+      ASSERT_GT(saturated, n / 50) << what;
+      ASSERT_GT(std::fabs(floor_bias), 4 * budget) << what << ": the outliers would not reveal a slope floor";
+      EXPECT_LE(std::fabs(got - want), budget)
+          << what << ": got " << got << ", float64 " << want << ", budget " << budget << ", "
+          << saturated << " saturated (replay with " << replay() << ")";
+    }
 }
 
 // ---- RMSNorm --------------------------------------------------------------------------
@@ -288,7 +376,15 @@ TEST(CudaRMSNorm, ForwardMatchesCpu) {
       Tensor cy = cpu_f32(yref.data(), {s.rows, d}), cr = cpu_f32(rref.data(), {s.rows});
       cpu::rmsnorm_forward(host(x, {s.rows, d}), host(g, {d}), eps, cy, cr);
       const std::string what = label("rmsnorm_forward", dt, s);
-      expect_close(by.download(), yref, act_tol(dt), what + " y");
+      // e: the kernel's own rstd (checked above to 1e-5) scales γ·x, and
+      // γ·(x·rstd) has two fp32 roundings that may differ.
+      const Vec rk = br.download();
+      std::vector<double> e(n);
+      for (int64_t i = 0; i < n; ++i) {
+        const double gx = std::fabs(double(g[i % d]) * x[i]);
+        e[i] = gx * std::fabs(double(rk[i / d]) - rref[i / d]) + 3 * 0x1p-24 * gx * rref[i / d];
+      }
+      expect_act(dt, by.download(), yref, e, what + " y");
       expect_close(br.download(), rref, 1e-5, what + " rstd");
     }
 }
@@ -319,7 +415,28 @@ TEST(CudaRMSNorm, BackwardMatchesCpu) {
       cpu::rmsnorm_backward(host(x, {s.rows, d}), host(g, {d}), cr, host(dy, {s.rows, d}), cdx,
                             cdg);
       const std::string what = label("rmsnorm_backward", dt, s);
-      expect_close(bdx.download(), dx, act_tol(dt), what + " dx");
+      // e: dx = dx0 + r·γ·dy − c·x with c = r³/d·Σ dy·γ·x. The CPU sums in
+      // double, the kernel in fp32 over d products of two roundings each:
+      // |Δ Σ| ≤ (d + 2)·2⁻²⁴·Σ|dy·γ·x|, then r³/d adds 4 roundings (5 with
+      // the CPU's cast) of c; the rest is the elementwise 3·2⁻²⁴ of the terms.
+      std::vector<double> e(n);
+      for (int64_t r = 0; r < s.rows; ++r) {
+        const double rs = rstd[r];
+        double dot = 0.0, dot_abs = 0.0;
+        for (int64_t i = 0; i < d; ++i) {
+          const double t = double(dy[r * d + i]) * g[i] * x[r * d + i];
+          dot += t, dot_abs += std::fabs(t);
+        }
+        const double c = dot * rs * rs * rs / d;
+        const double dc = rs * rs * rs / d * (d + 2) * 0x1p-24 * dot_abs + 5 * 0x1p-24 * std::fabs(c);
+        for (int64_t i = 0; i < d; ++i) {
+          const int64_t k = r * d + i;
+          const double xi = std::fabs(double(x[k]));
+          e[k] = xi * dc + 3 * 0x1p-24 * (std::fabs(double(dx0[k])) +
+                                           std::fabs(rs * g[i] * dy[k]) + std::fabs(c) * xi);
+        }
+      }
+      expect_act(dt, bdx.download(), dx, e, what + " dx");
       expect_close_delta(bdg.download(), dg, dg0, kParamTol, what + " dgamma");
     }
 }
@@ -337,8 +454,8 @@ TEST(CudaNorms, AddInplaceMatchesCpu) {
       Tensor tx = bx.view({s.rows, s.d});
       cuda::add_inplace(tx, by.view({s.rows, s.d}), nullptr);
       Vec ref(n);
-      for (int64_t i = 0; i < n; ++i) ref[i] = round_to(dt, x[i] + y[i]);
-      expect_close(bx.download(), ref, act_tol(dt), label("add_inplace", dt, s));
+      for (int64_t i = 0; i < n; ++i) ref[i] = x[i] + y[i];
+      expect_act(dt, bx.download(), ref, sum_e(x, y), label("add_inplace", dt, s));
     }
 }
 
