@@ -63,6 +63,9 @@ def main(argv):
     if code_only(src).count("<<<") != n:
         sys.exit(f"to_host.py: {src_path}: a launch did not match the pattern")
 
+    if re.search(r"\bextern\s+__shared__", code_only(out)):
+        sys.exit(f"to_host.py: {src_path}: extern __shared__ (dynamic shared memory) is not "
+                 "emulated: emu::Cfg ignores the launch's shared-memory size")
     shared_re = re.compile(r"__shared__(\s+[^;{}()]*?\b)([A-Za-z_]\w*)(\s*(?:\[[^\]]*\]\s*)*);")
     out, n_shared = shared_re.subn(
         lambda m: f"static{m.group(1)}{m.group(2)}{m.group(3)}; ::emu::shared_decl({m.group(2)});",
