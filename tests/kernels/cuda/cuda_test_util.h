@@ -182,24 +182,39 @@ class DevBuf {
 
 // ---- comparison ------------------------------------------------------------------------
 
+// The worst element of a comparison: max over i of |a_i − e_i| / bound_i
+// (NaN counts as infinite), and where.
+struct BoundResult {
+  double worst_ratio = -1.0;
+  size_t worst = 0;
+};
+inline double rms_of(const std::vector<double>& v) {
+  double ss = 0.0;
+  for (double e : v) ss += e * e;
+  return std::sqrt(ss / std::max<size_t>(1, v.size()));
+}
+// bound_i = rtol · (|e_i| + rms(e)).
+inline BoundResult close_ratio(const std::vector<double>& actual,
+                               const std::vector<double>& expected, double rtol) {
+  const double rms = rms_of(expected);
+  BoundResult res;
+  for (size_t i = 0; i < actual.size(); ++i) {
+    double ratio = std::fabs(actual[i] - expected[i]) / (rtol * (std::fabs(expected[i]) + rms));
+    if (std::isnan(ratio)) ratio = std::numeric_limits<double>::infinity();
+    if (ratio > res.worst_ratio) res.worst_ratio = ratio, res.worst = i;
+  }
+  return res;
+}
+
 // |a_i − e_i| <= rtol · (|e_i| + rms(e)) for every i; NaN never passes.
 inline void expect_close(const std::vector<double>& actual, const std::vector<double>& expected,
                          double rtol, const std::string& what) {
   ASSERT_EQ(actual.size(), expected.size()) << what;
-  double ss = 0.0;
-  for (double e : expected) ss += e * e;
-  const double rms = std::sqrt(ss / std::max<size_t>(1, expected.size()));
-  ASSERT_GT(rms, 0.0) << what << ": expected values are all zero, the check would be empty";
-  size_t worst = 0;
-  double worst_ratio = -1.0;
-  for (size_t i = 0; i < actual.size(); ++i) {
-    double ratio = std::fabs(actual[i] - expected[i]) / (rtol * (std::fabs(expected[i]) + rms));
-    if (std::isnan(ratio)) ratio = std::numeric_limits<double>::infinity();
-    if (ratio > worst_ratio) worst_ratio = ratio, worst = i;
-  }
-  EXPECT_LE(worst_ratio, 1.0) << what << ": worst at index " << worst << " of " << actual.size()
-                              << ", got " << actual[worst] << ", expected " << expected[worst]
-                              << " (rtol " << rtol << "; replay with " << replay() << ")";
+  ASSERT_GT(rms_of(expected), 0.0) << what << ": expected values are all zero, the check would be empty";
+  const BoundResult r = close_ratio(actual, expected, rtol);
+  EXPECT_LE(r.worst_ratio, 1.0) << what << ": worst at index " << r.worst << " of " << actual.size()
+                                << ", got " << actual[r.worst] << ", expected " << expected[r.worst]
+                                << " (rtol " << rtol << "; replay with " << replay() << ")";
 }
 inline std::vector<double> to_d(const Vec& v) { return {v.begin(), v.end()}; }
 inline void expect_close(const Vec& actual, const Vec& expected, double rtol,
@@ -257,10 +272,6 @@ inline std::vector<double> fp32_terms(const std::vector<double>& m) {
   return e;
 }
 
-struct BoundResult {
-  double worst_ratio = -1.0;  // max |a − r| / bound; NaN counts as infinite
-  size_t worst = 0;
-};
 inline BoundResult bf16_bound_ratio(const Vec& actual, const Vec& ref, const std::vector<double>& e) {
   BoundResult res;
   for (size_t i = 0; i < actual.size(); ++i) {
