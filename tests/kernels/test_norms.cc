@@ -1,5 +1,6 @@
 // RMSNorm, DyT and DyISRU: forward against double loops, every gradient
 // (dx, dα, dγ, dβ) against finite differences, all with "+=" semantics.
+#include "tests/kernels/dyt_outliers.h"
 #include "tests/kernels/test_util.h"
 
 namespace dyt::test {
@@ -123,42 +124,21 @@ TEST_P(DynamicAct, BackwardMatchesFiniteDifferences) {
 TEST(DyT, AlphaGradientWithOutliersMatchesDouble) {
   constexpr int64_t n = 64, d = 256;
   std::mt19937 gen(2024);
-  std::uniform_real_distribution<double> uni(0.0, 1.0);
   const float alpha = 0.05f;
-  Vec x(n * d);
-  for (float& v : x) {
-    const bool outlier = uni(gen) < 0.04;
-    const double mag =
-        outlier ? std::exp(std::log(8.0) + (std::log(1e4) - std::log(8.0)) * uni(gen)) / alpha
-                : 60.0 * uni(gen);
-    v = static_cast<float>(uni(gen) < 0.5 ? -mag : mag);
-  }
+  const Vec x = test_outliers::outlier_inputs(n * d, alpha, gen);
   const Vec g = random_vec(d, 31);
   Vec dy = random_vec(n * d, 32);
-  // The outliers' gradient pulls one way (dy·γ·x > 0), as a massive
-  // activation's does step after step, so a bias there adds up.
-  for (int64_t i = 0; i < n * d; ++i)
-    if (std::fabs(alpha * x[i]) > 8.0f && dy[i] * g[i % d] * x[i] < 0.0f) dy[i] = -dy[i];
+  test_outliers::align_outlier_gradients(x, g, alpha, dy);
   Vec dx(n * d, 0.0f), da = {0.0f}, dg(d, 0.0f);
   Tensor tdx = view(dx, {n, d}), tda = view(da, {1}), tdg = view(dg, {d});
   const Vec av = {alpha};
   cpu::dyt_backward(view(x, {n, d}), view(av, {1}), view(g, {d}), view(dy, {n, d}), tdx, tda, tdg,
                     nullptr);
 
-  double want = 0.0, budget = 0.0, floor_bias = 0.0;
-  int64_t saturated = 0;
-  for (int64_t i = 0; i < n * d; ++i) {
-    const double u = static_cast<double>(alpha) * x[i], t = std::tanh(u), s = 1.0 - t * t;
-    const double w = static_cast<double>(dy[i]) * g[i % d] * x[i];
-    want += w * s;
-    const bool rounds_to_one = std::fabs(u) >= 0x1.205968p+3;
-    budget += std::fabs(w) * ((rounds_to_one ? s : 16 * 0x1p-24) + 3 * 0x1p-24 * s);
-    if (rounds_to_one) floor_bias += w * 0x1p-21, ++saturated;
-  }
-  budget += 0x1p-24 * std::fabs(want);  // the final cast to float
-  ASSERT_GT(saturated, n * d / 50);
-  ASSERT_GT(std::fabs(floor_bias), 4 * budget) << "the outliers would not reveal a slope floor";
-  EXPECT_NEAR(da[0], want, budget) << saturated << " saturated inputs";
+  const test_outliers::AlphaReference r = test_outliers::alpha_reference(x, dy, g, alpha);
+  ASSERT_GT(r.saturated, n * d / 50);
+  ASSERT_GT(std::fabs(r.floor_bias), 4 * r.budget) << "the outliers would not reveal a slope floor";
+  EXPECT_NEAR(da[0], r.want, r.budget) << r.saturated << " saturated inputs";
 }
 
 INSTANTIATE_TEST_SUITE_P(Norms, DynamicAct,

@@ -15,6 +15,7 @@
 
 #include "kernels/cpu_ops.h"
 #include "tests/kernels/cuda/cuda_test_util.h"
+#include "tests/kernels/dyt_outliers.h"
 
 namespace dyt::cuda_test {
 namespace {
@@ -289,17 +290,12 @@ TEST(CudaDyn, MisalignedViewsMatchCpu) {
   }
 }
 
-// dα with large outliers (|αx| up to 1e4 at α = 0.05, as LLaMA's massive
-// activations under a 70B-like α₀) against float64, for the plain and the
-// fused residual backward, fp32 and bf16 inputs (the same test as the CPU
-// op's DyT.AlphaGradientWithOutliersMatchesDouble, tests/kernels/test_norms.cc).
-// A saturated element's slope must be exactly 0 (tanh_f32 is ±1 from 9.0109):
-// a slope floor of 2⁻²¹ would add x·2⁻²¹ per outlier, and the inputs are
-// chosen so that this bias exceeds 4× the float path's own error budget.
-// Budget per element, |w| = |dy·γ·x|: where tanh rounds to ±1 in float the
-// kernel's slope is 0, so its error is the true slope s; elsewhere the fp32
-// slope 1 − t² is within 16·2⁻²⁴ absolute (t within 7 ulp) and dy·γ·s takes
-// 3 roundings (3·2⁻²⁴·s); the sum is in double; the final cast 2⁻²⁴·|dα|.
+// dα with large outliers (|αx| up to 1e4 at α = 0.05) against float64
+// within the float path's own error budget (tests/kernels/dyt_outliers.h,
+// shared with the CPU op's DyT.AlphaGradientWithOutliersMatchesDouble), for
+// the plain and the fused residual backward, fp32 and bf16 inputs. The
+// kernel sums dα in double like the CPU op, so the same budget applies; the
+// test also asserts that a 2⁻²¹ slope floor would exceed it 4×.
 TEST(CudaDyn, AlphaGradientWithOutliersMatchesDouble) {
   DYT_REQUIRE_CUDA();
   reseed("CudaDyn.AlphaGradientWithOutliersMatchesDouble");
@@ -307,21 +303,10 @@ TEST(CudaDyn, AlphaGradientWithOutliersMatchesDouble) {
   const float alpha = 0.05f;
   for (DType dt : kDtypes)
     for (bool residual : {false, true}) {
-      std::uniform_real_distribution<double> uni(0.0, 1.0);
-      Vec x(n);
-      for (float& v : x) {
-        const bool outlier = uni(rng()) < 0.04;
-        const double mag =
-            outlier ? std::exp(std::log(8.0) + (std::log(1e4) - std::log(8.0)) * uni(rng())) / alpha
-                    : 60.0 * uni(rng());
-        v = round_to(dt, static_cast<float>(uni(rng()) < 0.5 ? -mag : mag));
-      }
+      const Vec x = round_to(dt, test_outliers::outlier_inputs(n, alpha, rng()));
       const Vec g = random_vec(d, rng(), -1.5f, 1.5f);
       Vec dy = round_to(dt, random_vec(n, rng()));
-      // The outliers' gradient pulls one way (dy·γ·x > 0), as a massive
-      // activation's does step after step, so a bias there adds up.
-      for (int64_t i = 0; i < n; ++i)
-        if (std::fabs(alpha * x[i]) > 8.0f && dy[i] * g[i % d] * x[i] < 0.0f) dy[i] = -dy[i];
+      test_outliers::align_outlier_gradients(x, g, alpha, dy);  // a sign flip: still bf16
       DevBuf bx(x, dt), bdy(dy, dt), bgin(Vec(n, 0.0f), dt), bgout(n, dt),
           ba(Vec{alpha}, DType::F32), bg(g, DType::F32), bda(Vec{0.0f}, DType::F32),
           bdg(Vec(d, 0.0f), DType::F32);
@@ -334,25 +319,15 @@ TEST(CudaDyn, AlphaGradientWithOutliersMatchesDouble) {
         cuda::dyt_backward(bx.view({rows, d}), ba.view({1}), bg.view({d}), bdy.view({rows, d}),
                            tgin, tda, tdg, nullptr, nullptr);
       const float got = bda.download()[0];
-
-      double want = 0.0, budget = 0.0, floor_bias = 0.0;
-      int64_t saturated = 0;
-      for (int64_t i = 0; i < n; ++i) {
-        const double u = static_cast<double>(alpha) * x[i], t = std::tanh(u), sl = 1.0 - t * t;
-        const double w = static_cast<double>(dy[i]) * g[i % d] * x[i];
-        want += w * sl;
-        const bool rounds_to_one = std::fabs(u) >= 0x1.205968p+3;
-        budget += std::fabs(w) * ((rounds_to_one ? sl : 16 * 0x1p-24) + 3 * 0x1p-24 * sl);
-        if (rounds_to_one) floor_bias += w * 0x1p-21, ++saturated;
-      }
-      budget += 0x1p-24 * std::fabs(want);  // the final cast to float
+      const test_outliers::AlphaReference r = test_outliers::alpha_reference(x, dy, g, alpha);
       const std::string what = label(residual ? "dyt_residual_backward" : "dyt_backward", dt,
                                      {rows, d}, "dalpha with outliers");
-      ASSERT_GT(saturated, n / 50) << what;
-      ASSERT_GT(std::fabs(floor_bias), 4 * budget) << what << ": the outliers would not reveal a slope floor";
-      EXPECT_LE(std::fabs(got - want), budget)
-          << what << ": got " << got << ", float64 " << want << ", budget " << budget << ", "
-          << saturated << " saturated (replay with " << replay() << ")";
+      ASSERT_GT(r.saturated, n / 50) << what;
+      ASSERT_GT(std::fabs(r.floor_bias), 4 * r.budget)
+          << what << ": the outliers would not reveal a slope floor";
+      EXPECT_LE(std::fabs(got - r.want), r.budget)
+          << what << ": got " << got << ", float64 " << r.want << ", budget " << r.budget << ", "
+          << r.saturated << " saturated (replay with " << replay() << ")";
     }
 }
 
