@@ -2,6 +2,7 @@
 // (dx, dα, dγ, dβ) against finite differences, all with "+=" semantics.
 #include <cstdio>
 
+#include "tests/kernels/dyt_outliers.h"
 #include "tests/kernels/test_util.h"
 
 namespace dyt::test {
@@ -114,50 +115,30 @@ TEST_P(DynamicAct, BackwardMatchesFiniteDifferences) {
   if (with_beta) expect_close(delta(db, db0), fb, kBwdTol, std::string(a.name) + " dbeta (+=)");
 }
 
-// dα with LLaMA-style outliers: α = 0.05 (the 70B FFN α₀) and 4% of the
-// inputs at |αx| from 8 to 1e4, against a float64 sum. The bound is the
-// float path's own error budget, per element |dy·γ·x·s| times the relative
-// error of s (the rounding of u = αx moves s by 2|u|·2⁻²⁴ relative, its
-// evaluation adds 5·2⁻²³) and of the three products; where the float slope
-// is 0 (|u| ≥ 43) the error is the true slope. The double sum adds nothing
-// comparable. A slope floor of 2⁻²¹ on the inputs where tanh rounds to ±1
-// (the old tanh's 1 − t²) would miss by far more than that budget, which the
-// test also asserts, so it can fail.
+// dα with LLaMA-style outliers (α = 0.05, the 70B FFN α₀; 4% of the inputs
+// at |αx| from 8 to 1e4) against float64 within the float path's own error
+// budget, and a check that a 2⁻²¹ slope floor (the old tanh) would exceed
+// that budget tenfold: tests/kernels/dyt_outliers.h, shared with the CUDA test.
 TEST(DyT, AlphaGradientWithOutliersMatchesDouble) {
   constexpr int64_t n = 64, d = 256;
   std::mt19937 gen(2024);
-  std::uniform_real_distribution<double> uni(0.0, 1.0);
   const float alpha = 0.05f;
-  Vec x(n * d);
-  for (float& v : x) {
-    const bool outlier = uni(gen) < 0.04;
-    const double mag =
-        outlier ? std::exp(std::log(8.0) + (std::log(1e4) - std::log(8.0)) * uni(gen)) / alpha
-                : 60.0 * uni(gen);
-    v = static_cast<float>(uni(gen) < 0.5 ? -mag : mag);
-  }
-  const Vec g = random_vec(d, 31), dy = random_vec(n * d, 32);
+  const Vec x = test_outliers::outlier_inputs(n * d, alpha, gen);
+  const Vec g = random_vec(d, 31);
+  Vec dy = random_vec(n * d, 32);
+  test_outliers::align_outlier_gradients(x, g, alpha, dy);
   Vec dx(n * d, 0.0f), da = {0.0f}, dg(d, 0.0f);
   Tensor tdx = view(dx, {n, d}), tda = view(da, {1}), tdg = view(dg, {d});
   const Vec av = {alpha};
   cpu::dyt_backward(view(x, {n, d}), view(av, {1}), view(g, {d}), view(dy, {n, d}), tdx, tda, tdg,
                     nullptr);
 
-  double want = 0.0, budget = 0.0, floor_bias = 0.0;
-  int64_t saturated = 0;
-  for (int64_t i = 0; i < n * d; ++i) {
-    const double u = static_cast<double>(alpha) * x[i], t = std::tanh(u), s = 1.0 - t * t;
-    const double w = static_cast<double>(dy[i]) * g[i % d] * x[i];
-    want += w * s;
-    const double rel = 2 * std::fabs(u) * 0x1p-24 + 5 * 0x1p-23 + 3 * 0x1p-24;
-    budget += std::fabs(w) * (std::fabs(u) >= 43 ? s : s * rel);
-    if (std::fabs(u) >= 0x1.205968p+3) floor_bias += w * 0x1p-21, ++saturated;
-  }
-  budget += 0x1p-24 * std::fabs(want);  // the final cast to float
-  ASSERT_GT(saturated, n * d / 50);
-  ASSERT_GT(std::fabs(floor_bias), 10 * budget) << "the outliers would not reveal a slope floor";
-  EXPECT_NEAR(da[0], want, budget) << saturated << " saturated inputs";
-  std::printf("dα %.9g, float64 %.9g, budget %.3g, a 2^-21 floor would add %.3g\n", da[0], want, budget, floor_bias);
+  const test_outliers::AlphaReference r = test_outliers::alpha_reference(x, dy, g, alpha);
+  ASSERT_GT(r.saturated, n * d / 50);
+  ASSERT_GT(std::fabs(r.floor_bias), 10 * r.budget) << "the outliers would not reveal a slope floor";
+  EXPECT_NEAR(da[0], r.want, r.budget) << r.saturated << " saturated inputs";
+  std::printf("dα %.9g, float64 %.9g, budget %.3g, a 2^-21 floor would add %.3g\n", da[0], r.want,
+              r.budget, r.floor_bias);
 }
 
 INSTANTIATE_TEST_SUITE_P(Norms, DynamicAct,

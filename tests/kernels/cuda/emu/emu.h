@@ -4,19 +4,28 @@
 // when the .cu files, rewritten by to_host.py, compile as plain C++.
 //
 // Model: one block at a time, in grid order; its threads are coroutines
-// (ucontext) run in thread order, each until it exits or reaches
-// __syncthreads, which waits for the whole block. Warp shuffles are
-// block-wide exchanges, which is exact when every thread of the block calls
-// them in the same order, as these kernels do. Device memory is host memory
-// with a PROT_NONE page after each allocation (emu_runtime.cc), so reading or
+// (ucontext), each run until it exits or reaches __syncthreads, which waits
+// for the whole block. Within each barrier interval the threads run in index
+// order, reversed, or shuffled (emu_options.h: a missing barrier shows only
+// when a reader runs before its writer). Warp shuffles are block-wide
+// exchanges, which is exact when every thread of the block calls them in the
+// same order, as these kernels do. Device memory is host memory with a
+// PROT_NONE page after each allocation (emu_runtime.cc), so reading or
 // writing past its end faults.
 //
+// Checks beyond the results: every __shared__ array is filled with NaN bytes
+// at each block's start (to_host.py registers each declaration; a
+// __shared__ that it did not rewrite is a compile error here), and every
+// pointer argument of a launch must lie in a live device allocation (a host
+// pointer aborts with the launch site, kernel and argument).
+//
 // What it checks: indexing, coverage of every output element, tails, grid
-// strides, the reduction layout and its order, the host-side geometry and
-// argument handling. What it cannot: races between threads or blocks, the
-// memory model, timing, and device intrinsics other than the one the shared
-// math uses: kernels/elementwise.h's GPU branch (the hardware reciprocal) is
-// compiled here too (DYT_EMULATE_DEVICE_MATH), through a model of its error.
+// strides, the reduction layout and its order, barriers within a block,
+// reads of shared memory nobody wrote, the host-side geometry and argument
+// handling. What it cannot: races between blocks, the memory model, timing,
+// and device intrinsics other than the one the shared math uses:
+// kernels/elementwise.h's GPU branch (the hardware reciprocal) is compiled
+// here too (DYT_EMULATE_DEVICE_MATH), through a model of its error.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -25,9 +34,16 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <type_traits>
 
+#include "tests/kernels/cuda/emu/emu_options.h"
+
+// to_host.py rewrites each `__shared__ T name[...];` into a static (one block
+// runs at a time, so a static is that block's shared memory) followed by
+// ::emu::shared_decl(name), which poisons it once per block. Any __shared__
+// left over was not registered, so it may not compile.
 #undef __shared__
-#define __shared__ static  // one block at a time: a static is that block's shared memory
+#define __shared__ _Pragma("GCC error \"__shared__ outside a file rewritten by to_host.py: its memory would not be poisoned\"")
 #undef __global__
 #define __global__
 #undef __device__
@@ -53,8 +69,28 @@ struct Cfg {
   Cfg(dim3 g, dim3 b, size_t = 0, cudaStream_t = nullptr) : grid(g), block(b) {}
 };
 void run(const Cfg& cfg, const std::function<void()>& body);
+
+// Called by every thread that reaches a __shared__ declaration: the first in
+// each block fills the array with all-ones bytes (when poisoning is on).
+void shared_decl(void* p, size_t bytes);
+template <class V>
+inline void shared_decl(V& v) {
+  shared_decl(static_cast<void*>(&v), sizeof v);
+}
+
+// Aborts with the launch site, the kernel and the argument's position unless
+// p is null or lies in a live allocation (when the check is on).
+void check_device_pointer(const char* site, const char* kernel, int index, const void* p);
+template <class T>
+inline void check_argument(const char* site, const char* kernel, int index, const T& a) {
+  if constexpr (std::is_pointer_v<T>) check_device_pointer(site, kernel, index, a);
+}
+
+// to_host.py's rewrite of `kernel<<<grid, block, smem, stream>>>(args)`.
 template <class F, class... A>
-void launch(F* kernel, Cfg cfg, A... args) {
+void launch(const char* site, const char* kernel_name, F* kernel, Cfg cfg, A... args) {
+  int index = 0;
+  (check_argument(site, kernel_name, index++, args), ...);
   run(cfg, [=]() { kernel(args...); });
 }
 

@@ -1,15 +1,19 @@
-// The host emulator's scheduler (see emu.h) and the CUDA runtime calls the
-// ops, tests and benchmark make, on host memory. Linked instead of libcudart.
-// $DYT_EMU_SMS sets the multiprocessor count reported (default 4), which
-// shapes the persistent grids and so the reduction layout.
+// The host emulator's scheduler (see emu.h), its checks (emu_options.h) and
+// the CUDA runtime calls the ops, tests and benchmark make, on host memory.
+// Linked instead of libcudart. $DYT_EMU_SMS sets the multiprocessor count
+// reported (default 4), which shapes the persistent grids and so the
+// reduction layout.
 #include <sys/mman.h>
 #include <ucontext.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <random>
+#include <string>
 #include <vector>
 
 #include "tests/kernels/cuda/emu/emu.h"
@@ -38,6 +42,33 @@ std::vector<double> exchange_buf[2];
   std::abort();
 }
 
+// Arrays already poisoned in the running block (a handful per kernel).
+std::vector<void*> shared_seen;
+uint64_t launches = 0;  // with the seed, the block and the interval: fixes each shuffle
+
+Options read_options() {
+  Options o;
+  if (const char* e = std::getenv("DYT_EMU_ORDER")) {
+    const std::string v = e;
+    if (v == "forward") o.order = Order::kForward;
+    else if (v == "reverse") o.order = Order::kReverse;
+    else if (v == "shuffle") o.order = Order::kShuffle;
+    else {
+      std::fprintf(stderr, "emu: DYT_EMU_ORDER=%s: expected forward, reverse or shuffle\n", e);
+      std::exit(2);
+    }
+  }
+  if (const char* e = std::getenv("DYT_EMU_SEED")) {
+    char* end = nullptr;
+    o.seed = std::strtoull(e, &end, 10);
+    if (end == e || *end != '\0') {
+      std::fprintf(stderr, "emu: DYT_EMU_SEED=%s: expected an unsigned integer\n", e);
+      std::exit(2);
+    }
+  }
+  return o;
+}
+
 void trampoline() {
   (*body)();
   threads[current].done = true;
@@ -47,7 +78,28 @@ void trampoline() {
 
 }  // namespace
 
+Options& options() {
+  static Options o = read_options();
+  return o;
+}
+
+std::string describe_options() {
+  const Options& o = options();
+  const char* order = o.order == Order::kForward   ? "forward"
+                      : o.order == Order::kReverse ? "reverse"
+                                                   : "shuffle";
+  return std::string("DYT_EMU_ORDER=") + order + " DYT_EMU_SEED=" + std::to_string(o.seed) +
+         (o.poison_shared ? "" : " (shared memory not poisoned)") +
+         (o.check_pointers ? "" : " (pointers not checked)");
+}
+
 void syncthreads() { swapcontext(&threads[current].ctx, &scheduler); }
+
+void shared_decl(void* p, size_t bytes) {
+  if (std::find(shared_seen.begin(), shared_seen.end(), p) != shared_seen.end()) return;
+  shared_seen.push_back(p);
+  if (options().poison_shared) std::memset(p, 0xff, bytes);
+}
 
 // One barrier per exchange: every thread makes the same sequence of
 // exchanges, alternating between two buffers, so a buffer is written again
@@ -75,10 +127,21 @@ void run(const Cfg& cfg, const std::function<void()>& b) {
   static ucontext_t blank;  // one getcontext (a system call) per process, copied per thread
   static const bool have_blank = (getcontext(&blank) == 0) || (die("getcontext failed"), false);
   (void)have_blank;
+  const Options& opt = options();
+  std::vector<long> order(nt);
+  std::mt19937_64 shuffler;
+  const uint64_t launch = ++launches;
   for (unsigned bz = 0; bz < cfg.grid.z; ++bz)
     for (unsigned by = 0; by < cfg.grid.y; ++by)
       for (unsigned bx = 0; bx < cfg.grid.x; ++bx) {
         g_block = make_uint3(bx, by, bz);
+        shared_seen.clear();
+        if (opt.order == Order::kShuffle) {
+          // One stream per (seed, launch, block): each interval's permutation
+          // is the next draw, so a run replays from DYT_EMU_SEED alone.
+          std::seed_seq seq{opt.seed, opt.seed >> 32, launch, uint64_t{bx}, uint64_t{by}, uint64_t{bz}};
+          shuffler.seed(seq);
+        }
         for (Thread& t : threads) {
           t.done = false;
           t.exchanges = 0;
@@ -88,10 +151,13 @@ void run(const Cfg& cfg, const std::function<void()>& b) {
           t.ctx.uc_link = nullptr;
           makecontext(&t.ctx, trampoline, 0);
         }
-        // Rounds: every live thread runs to its next barrier or its end.
+        // Rounds (barrier intervals): every live thread runs to its next
+        // barrier or its end, in the order the options ask for.
         for (;;) {
           long live = 0, finished_this_round = 0;
-          for (long i = 0; i < nt; ++i) {
+          for (long k = 0; k < nt; ++k) order[k] = opt.order == Order::kReverse ? nt - 1 - k : k;
+          if (opt.order == Order::kShuffle) std::shuffle(order.begin(), order.end(), shuffler);
+          for (long i : order) {
             Thread& t = threads[i];
             if (t.done) continue;
             current = static_cast<int>(i);
@@ -114,13 +180,47 @@ void run(const Cfg& cfg, const std::function<void()>& b) {
 
 namespace {
 std::mutex g_mu;
-std::map<void*, std::pair<void*, size_t>> g_maps;  // user pointer -> (mapping, length)
+struct Allocation {
+  void* mapping;
+  size_t length;  // of the mapping, guard pages included
+  size_t bytes;   // asked for
+};
+std::map<const char*, Allocation> g_maps;  // by user pointer
 int g_streams = 0;
 int sms() {
   const char* e = std::getenv("DYT_EMU_SMS");
   return e ? std::max(1, std::atoi(e)) : 4;
 }
 }  // namespace
+
+namespace emu {
+
+// A pointer argument must be null or lie in [start, start + bytes) of a live
+// allocation (its start also when 0 bytes were asked for).
+void check_device_pointer(const char* site, const char* kernel, int index, const void* p) {
+  if (!p || !options().check_pointers) return;
+  const char* q = static_cast<const char*>(p);
+  std::string where;
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    auto it = g_maps.upper_bound(q);
+    if (it != g_maps.begin()) {
+      --it;
+      const size_t off = static_cast<size_t>(q - it->first);
+      if (off < it->second.bytes || off == 0) return;
+      if (off - it->second.bytes < 65536)  // near: an index past the end, not a stray pointer
+        where = ", " + std::to_string(off - it->second.bytes) + " bytes past the end of the " +
+              std::to_string(it->second.bytes) + "-byte allocation before it";
+    }
+  }
+  std::fprintf(stderr,
+               "emu: %s: launch of %s: pointer argument %d (%p) is not in any device "
+               "allocation (cudaMalloc'd by the emulator)%s; a host pointer or a freed buffer?\n",
+               site, kernel, index, p, where.c_str());
+  std::abort();
+}
+
+}  // namespace emu
 
 extern "C" {
 
@@ -139,16 +239,16 @@ cudaError_t cudaMalloc(void** p, size_t n) {
   char* user = m + (data_pages + 1) * page - body;
   std::memset(user, 0xff, body);
   std::lock_guard<std::mutex> lock(g_mu);
-  g_maps[user] = {m, len};
+  g_maps[user] = {m, len, n};
   *p = user;
   return cudaSuccess;
 }
 cudaError_t cudaFree(void* p) {
   if (!p) return cudaSuccess;
   std::lock_guard<std::mutex> lock(g_mu);
-  auto it = g_maps.find(p);
+  auto it = g_maps.find(static_cast<const char*>(p));
   if (it == g_maps.end()) return cudaErrorInvalidValue;
-  munmap(it->second.first, it->second.second);
+  munmap(it->second.mapping, it->second.length);
   g_maps.erase(it);
   return cudaSuccess;
 }
