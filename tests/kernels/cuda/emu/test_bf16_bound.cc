@@ -2,8 +2,8 @@
 // reject a kernel that keeps an intermediate in bf16. Built twice against the
 // emulated kernels: test_bf16_bound (the real kernels: the bound holds) and
 // test_bf16_bound_fault (dyt_kernels.cu rewritten by to_host.py --mutate so
-// that tanh's value is rounded to bf16 before γ·v + β in the forward and
-// before the slope and dγ in the backward, DYT_EXPECT_REJECTED): the bound
+// that tanh's value is rounded to bf16 before γ·v + β in the forward, and
+// its value and slope before dγ and dx in the backward, DYT_EXPECT_REJECTED): the bound
 // rejects y and dx, the 1e-5 check rejects dγ, and the tolerance used before,
 // 1e-2·(|ref| + rms), would have passed y and dx.
 #include <gtest/gtest.h>
