@@ -2,7 +2,8 @@
 # The sanitizer half of CI (docs/robustness.md), run by scripts/test.sh after
 # the normal build's tests:
 #   1. build-asan: the whole CPU build again with ASan + UBSan (gcc, -O1,
-#      every report fatal) and every test not labelled "slow" under it;
+#      every report fatal) and every test not labelled "slow" (end-to-end
+#      runs) or "bench" (Python only) under it;
 #   2. build-fuzz: the libFuzzer targets of tests/fuzz (clang, ASan + UBSan),
 #      each run for DYT_FUZZ_SECONDS (default 25) from its seed corpus.
 #   scripts/sanitize.sh [asan|fuzz]    no argument = both
@@ -19,7 +20,7 @@ sanitize_args="-DCMAKE_BUILD_TYPE=Debug -DDYT_WITH_CUDA=OFF -DDYT_NATIVE=OFF -DD
 if [ "$what" = all ] || [ "$what" = asan ]; then
   asan=${DYT_ASAN_BUILD_DIR:-build-asan}
   DYT_BUILD_DIR=$asan DYT_CMAKE_ARGS="$sanitize_args" scripts/build.sh
-  (cd "$asan" && ctest --output-on-failure -j "$jobs" -LE slow)
+  (cd "$asan" && ctest --output-on-failure -j "$jobs" -LE 'slow|bench')
 fi
 
 if [ "$what" = all ] || [ "$what" = fuzz ]; then

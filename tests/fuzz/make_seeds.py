@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the seed corpora of the fuzz targets (tests/fuzz/corpus/<target>/).
+"""Writes the seed corpora of the fuzz targets (tests/fuzz/corpus/<target>/)
+and the config target's dictionary (config.dict, from configs/dyt.proto).
 
 The seeds are checked in; this script says where they came from and can
 write them again (`tests/fuzz/make_seeds.py`). It only writes seeds named
@@ -8,6 +9,7 @@ Standard library only, so it runs with any python3.
 """
 import json
 import pathlib
+import re
 import struct
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -109,3 +111,15 @@ put("config", "tiny-overrides", "\0".join([tiny, "--set", "train.lr=1e-4", "--se
 put("config", "tiny-bad-override", "\0".join([tiny, "--set", "model.n_heads=5", "--set", "parallel.tp=3"]))
 for bad in sorted((ROOT / "tests" / "configs" / "bad").glob("*.pbtxt"))[:6]:
     put("config", "bad-" + bad.stem, bad.read_text())
+
+# ---- config.dict: the schema's field names and enum values, the options, edge numbers
+proto = (ROOT / "configs" / "dyt.proto").read_text()
+names = sorted(set(re.findall(r"^\s*(?:optional|required|repeated)\s+\w+\s+(\w+)\s*=", proto, re.M)))
+enums = sorted(set(re.findall(r"^\s*([A-Z][A-Z0-9_]+)\s*=\s*\d+;", proto, re.M)))
+lines = ["# libFuzzer dictionary of the config target: every field name and enum value",
+         "# of configs/dyt.proto (written by tests/fuzz/make_seeds.py), the command-line",
+         "# options, and numbers at the edges of the field types."]
+lines += ['"%s"' % n for n in names] + ['"%s"' % e for e in enums]
+lines += ['"--set"', '"--config"', '"--set="', '"inf"', '"-inf"', '"nan"', '"1e308"', '"1e-320"',
+          '"9223372036854775807"', '"-9223372036854775808"', '"2147483647"', '"-2147483648"', '"\\x00"']
+(HERE / "config.dict").write_text("\n".join(lines) + "\n")

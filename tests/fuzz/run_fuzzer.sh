@@ -9,7 +9,11 @@ set -euo pipefail
 fuzzer=$1 seeds=$2 work=$3 seconds=$4
 rm -rf "$work"
 mkdir -p "$work/corpus"
+# A dictionary tests/fuzz/<name>.dict (field names, edge values), when there is one.
+dict=()
+name=$(basename "$seeds")
+[ -f "$(dirname "$seeds")/../$name.dict" ] && dict=(-dict="$(dirname "$seeds")/../$name.dict")
 export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:abort_on_error=1:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 exec "$fuzzer" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
-  -print_final_stats=1 -artifact_prefix="$work/" "$work/corpus" "$seeds"
+  -print_final_stats=1 -artifact_prefix="$work/" "${dict[@]}" "$work/corpus" "$seeds"
