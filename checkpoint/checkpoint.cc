@@ -292,8 +292,12 @@ Checkpoint load_checkpoint(const std::string& dir) {
   const auto& p = m.progress();
   if (p.step() != dir_step)
     fail(manifest_path, "progress.step " + std::to_string(p.step()) + " does not match the directory");
+  // step - skipped_steps, not optimizer_steps + skipped_steps: the sum of two
+  // hostile counts can overflow int64 (undefined behaviour, reported by UBSan
+  // on tests/fuzz/corpus/manifest/regress-progress-overflow); the difference
+  // of two non-negative ones cannot.
   if (p.optimizer_steps() < 0 || p.skipped_steps() < 0 || p.nonfinite_in_a_row() < 0 ||
-      p.optimizer_steps() + p.skipped_steps() != p.step())
+      p.optimizer_steps() != p.step() - p.skipped_steps())
     fail(manifest_path, "progress counts do not add up (optimizer_steps + skipped_steps != step)");
   ck.progress = {p.step(), p.optimizer_steps(), p.skipped_steps(), p.nonfinite_in_a_row()};
   ck.run_config = m.run_config();

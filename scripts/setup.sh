@@ -13,6 +13,7 @@ packages=(
   libsentencepiece-dev sentencepiece         # dyt-tokenize
   fortunes                                   # default training corpus
   python3-torch python3-numpy                # tests/reference (PyTorch reference model)
+  clang libclang-rt-14-dev                   # tests/fuzz (libFuzzer + sanitizer runtimes)
 )
 
 missing=()

@@ -282,5 +282,15 @@ TEST_F(CheckpointTest, ResavingAStepSurvivesAKillAtAnyMoment) {
   EXPECT_EQ(names(), std::vector<std::string>{"step-00000005"});
 }
 
+// Progress counts whose sum overflows int64 are refused (regression input
+// tests/fuzz/corpus/manifest/regress-progress-overflow; the check used to add
+// them, undefined behaviour that the sanitizer build reports).
+TEST_F(CheckpointTest, ProgressCountsThatOverflowAreRefused) {
+  save(12);
+  edit_manifest("optimizer_steps: 11", "optimizer_steps: 9223372036854775807");
+  edit_manifest("skipped_steps: 1", "skipped_steps: 9223372036854775807");
+  expect_load_error("progress counts do not add up");
+}
+
 }  // namespace
 }  // namespace dyt::checkpoint
