@@ -11,9 +11,11 @@ __attribute__((weak)) void openblas_set_num_threads(int);
 namespace dyt::cpu::detail {
 namespace {
 
-// 256: a tile's operand packing costs ~1/edge of its arithmetic, so edges
-// below ~64 start to show; 8 tiles keep 2-8 threads busy on the tiny model's
-// 128×128 weight gradients. Changing these changes the bits of every result.
+// Each tile packs its own operands, a cost of about 1/edge of its arithmetic,
+// so edges stay large (≤ 256, ≥ 32); 8 tiles keep 2-8 threads busy even on
+// the tiny model's 128×128 weight gradients. Not tuned beyond checking that a
+// training step costs the same CPU time as before (docs/benchmarks.md).
+// Changing these changes the bits of every result.
 constexpr int64_t kMaxTile = 256, kMinTile = 32, kMinTiles = 8;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -34,8 +36,8 @@ void make_blas_single_threaded() {
 }  // namespace
 
 TileGrid tile_grid(int64_t m, int64_t n) {
-  TileGrid g{std::max<int64_t>(1, std::min(m, kMaxTile)), std::max<int64_t>(1, std::min(n, kMaxTile)),
-             0, 0};
+  TileGrid g{std::max<int64_t>(1, std::min(m, kMaxTile)),
+             std::max<int64_t>(1, std::min(n, kMaxTile)), 0, 0};
   for (;;) {
     g.rows = ceil_div(m, g.tile_m);
     g.cols = ceil_div(n, g.tile_n);
@@ -55,8 +57,8 @@ void sgemm_tiled(CBLAS_TRANSPOSE trans_a, CBLAS_TRANSPOSE trans_b, int64_t m, in
   make_blas_single_threaded();
   const TileGrid g = tile_grid(m, n);
   const bool ta = trans_a != CblasNoTrans, tb = trans_b != CblasNoTrans;
-  // No if() clause: with a team of one, OpenBLAS's OpenMP build would thread
-  // the call by omp_get_max_threads().
+  // No if() clause: in a region made inactive by one, OpenBLAS's OpenMP build
+  // would thread each call by omp_get_max_threads() again.
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < g.rows * g.cols; ++t) {
     const int64_t m0 = (t / g.cols) * g.tile_m, n0 = (t % g.cols) * g.tile_n;
