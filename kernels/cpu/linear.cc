@@ -1,11 +1,10 @@
-// Linear layer as three sgemm calls. Weights are [out, in] (Hugging Face), so
-// the forward multiplies by Wᵀ. OpenBLAS never splits the K dimension across
-// threads, so dW = dyᵀ·x (a sum over rows) is reproducible bit for bit.
-#include <cblas.h>
-
+// Linear layer as three GEMMs. Weights are [out, in] (Hugging Face), so the
+// forward multiplies by Wᵀ. Each GEMM is cut into fixed output tiles
+// (tiled_sgemm.h), so the bits do not depend on the thread count.
 #include <algorithm>
 
 #include "kernels/cpu/check.h"
+#include "kernels/cpu/tiled_sgemm.h"
 #include "kernels/cpu_ops.h"
 
 namespace dyt::cpu {
@@ -26,8 +25,8 @@ void linear_forward(const Tensor& x, const Tensor& w, Tensor& y) {
     std::fill_n(y.f32(), n * out, 0.0f);
     return;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x.f32(), in, w.f32(), in,
-              0.0f, y.f32(), out);
+  sgemm_tiled(CblasNoTrans, CblasTrans, n, out, in, 1.0f, x.f32(), in, w.f32(), in, 0.0f, y.f32(),
+              out);
 }
 
 void linear_backward_input(const Tensor& dy, const Tensor& w, Tensor& dx, bool accumulate) {
@@ -44,8 +43,8 @@ void linear_backward_input(const Tensor& dy, const Tensor& w, Tensor& dx, bool a
     if (!accumulate) std::fill_n(dx.f32(), n * in, 0.0f);
     return;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1.0f, dy.f32(), out, w.f32(),
-              in, accumulate ? 1.0f : 0.0f, dx.f32(), in);
+  sgemm_tiled(CblasNoTrans, CblasNoTrans, n, in, out, 1.0f, dy.f32(), out, w.f32(), in,
+              accumulate ? 1.0f : 0.0f, dx.f32(), in);
 }
 
 void linear_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw) {
@@ -58,8 +57,8 @@ void linear_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw) {
   require_rows(op, "dy", dy, n, out);
   require_rows(op, "x", x, n, in);
   if (n == 0 || out == 0 || in == 0) return;
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.0f, dy.f32(), out, x.f32(), in,
-              1.0f, dw.f32(), in);
+  sgemm_tiled(CblasTrans, CblasNoTrans, out, in, n, 1.0f, dy.f32(), out, x.f32(), in, 1.0f,
+              dw.f32(), in);
 }
 
 }  // namespace dyt::cpu

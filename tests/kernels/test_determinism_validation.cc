@@ -1,7 +1,5 @@
 // Reductions over rows give the same bits on 1, 2 and 3 threads; bad shapes
 // and dtypes throw std::invalid_argument naming the op.
-#include <omp.h>
-
 #include <cstring>
 
 #include "tests/kernels/test_util.h"
@@ -11,27 +9,6 @@ namespace {
 
 // Enough rows for many 32-row chunks, spread unevenly over 2 and 3 threads.
 constexpr int64_t N = 1000, D = 67, V = 50;
-
-// Runs fn on 1, 2 and 3 threads, each time on fresh copies of `init`, and
-// expects every output buffer to match the 1-thread bits.
-void expect_same_bits(const std::vector<Vec>& init,
-                      const std::function<void(std::vector<Vec>&)>& fn, const char* what) {
-  const int saved = omp_get_max_threads();
-  std::vector<Vec> first;
-  for (int threads : {1, 2, 3}) {
-    omp_set_num_threads(threads);
-    std::vector<Vec> bufs = init;
-    fn(bufs);
-    if (threads == 1) {
-      first = bufs;
-      continue;
-    }
-    for (size_t b = 0; b < bufs.size(); ++b)
-      EXPECT_EQ(0, std::memcmp(bufs[b].data(), first[b].data(), bufs[b].size() * sizeof(float)))
-          << what << ": buffer " << b << " differs on " << threads << " threads";
-  }
-  omp_set_num_threads(saved);
-}
 
 TEST(Determinism, RowReductionsAreThreadCountIndependent) {
   Vec x = random_vec(N * D, 1, -3, 3), dy = random_vec(N * D, 2), g = random_vec(D, 3),

@@ -5,10 +5,12 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <random>
@@ -118,6 +120,29 @@ void expect_invalid(Fn&& fn, const std::string& op) {
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find(op), std::string::npos) << e.what();
   }
+}
+
+// Runs fn on 1, 2 and 3 threads (omp_set_num_threads, in this process), each
+// time on fresh copies of `init`, and expects every output buffer to match
+// the 1-thread bits.
+inline void expect_same_bits(const std::vector<Vec>& init,
+                             const std::function<void(std::vector<Vec>&)>& fn,
+                             const std::string& what) {
+  const int saved = omp_get_max_threads();
+  std::vector<Vec> first;
+  for (int threads : {1, 2, 3}) {
+    omp_set_num_threads(threads);
+    std::vector<Vec> bufs = init;
+    fn(bufs);
+    if (threads == 1) {
+      first = bufs;
+      continue;
+    }
+    for (size_t b = 0; b < bufs.size(); ++b)
+      EXPECT_EQ(0, std::memcmp(bufs[b].data(), first[b].data(), bufs[b].size() * sizeof(float)))
+          << what << ": buffer " << b << " differs on " << threads << " threads";
+  }
+  omp_set_num_threads(saved);
 }
 
 inline constexpr double kFwdTol = 1e-5;
