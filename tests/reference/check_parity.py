@@ -31,6 +31,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -220,6 +221,12 @@ def main(argv=None):
     ap.add_argument("--min-saturated", type=float, default=0.0,
                     help="fail unless at least this fraction of every DyT/DyISRU layer's inputs has "
                          "|alpha x| > 9 (proves a saturated case is saturated)")
+    ap.add_argument("--saturation-layers", default="", metavar="REGEX",
+                    help="apply --min-saturated only to the norms whose prefix matches REGEX")
+    ap.add_argument("--fp32-peer", action="store_true",
+                    help="also run the reference in float32; a tensor beyond --grad-rtol passes if it is "
+                         "within twice the float32 reference's own error (for weights whose gradients "
+                         "cancel, e.g. attention on saturated trained inputs, where no fp32 code does better)")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per dyt-grad run")
     args = ap.parse_args(argv)
     if args.batch < 1 or args.seq < 1:
@@ -298,10 +305,16 @@ def main(argv=None):
 
     # 5. reference
     loss_ref, g_ref, S = R.loss_and_grads(cfg, w2, x, y, summands=True)
+    peer = {}
+    if args.fp32_peer:
+        with R.precision(R.torch.float32):
+            _, g32 = R.loss_and_grads(cfg, w2, x, y)
+        peer = {n: float(np.linalg.norm(g32[n].astype(np.float64) - g_ref[n])) for n in g_ref}
     sat = R.dyt_saturation(cfg, w2, x)
     if sat:
         print(f"\n{cfg.norm} inputs with |alpha x| > 9: " + ", ".join(f"{n} {f:.0%}" for n, f in sat.items()))
-        low = {n: f for n, f in sat.items() if f < args.min_saturated}
+        low = {n: f for n, f in sat.items()
+               if f < args.min_saturated and re.match(args.saturation_layers, n)}
         if low:
             failures.append(f"--min-saturated {args.min_saturated:g}: these layers saturate less: {low}")
     elif args.min_saturated > 0:
@@ -320,7 +333,7 @@ def main(argv=None):
     width = max(len(n) for n in shapes)
     print(f"\n{'tensor':<{width}}  {'shape':>10}  {'|g_ref|':>9}  {'kappa':>7}  {'rel err':>9}  {'max abs':>9}")
     worst = (0.0, "")
-    slack_used = []
+    slack_used, peer_used = [], []
     for n in shapes:  # model order
         gc = g2[n].astype(np.float64)
         gr = g_ref[n]
@@ -331,10 +344,16 @@ def main(argv=None):
         err = diff_norm / ref_norm if ref_norm > 0 else (0.0 if diff_norm == 0 else math.inf)
         strict_ok = finite and diff_norm <= args.grad_rtol * ref_norm
         ok = finite and diff_norm <= args.grad_rtol * ref_norm + args.sum_slack * s_norm
+        peer_ok = not ok and finite and n in peer and diff_norm <= 2.0 * peer[n]
         kappa = f"{s_norm / ref_norm:7.1e}" if n in S and ref_norm > 0 else f"{'-':>7}"
         maxabs = float(np.abs(gc - gr).max()) if gc.size else 0.0
         worst = max(worst, (err if finite else math.inf, n))
-        mark = "" if strict_ok else ("  ok: within fp32 summation slack" if ok else "  <-- FAIL")
+        mark = "" if strict_ok else ("  ok: within fp32 summation slack" if ok else
+                                     f"  ok: within 2x PyTorch float32's error ({peer[n] / ref_norm:.3e})"
+                                     if peer_ok else "  <-- FAIL")
+        if peer_ok:
+            peer_used.append(n)
+            ok = True
         print(f"{n:<{width}}  {str(list(gr.shape)):>10}  {ref_norm:9.3e}  {kappa}  {err:9.3e}  {maxabs:9.3e}{mark}")
         if ok and not strict_ok:
             slack_used.append(n)
@@ -346,6 +365,9 @@ def main(argv=None):
     if slack_used:
         print(f"\nnote: {len(slack_used)} tensor(s) exceed rtol {args.grad_rtol:g} but lie within "
               f"{args.sum_slack:g}*||S|| (ill-conditioned sums in fp32): {slack_used}")
+    if peer_used:
+        print(f"\nnote: {len(peer_used)} tensor(s) pass only as within twice the error of the same "
+              f"reference run in float32: {peer_used}")
     print(f"\nworst tensor: {worst[1]} ({worst[0]:.3e})")
     return report(failures)
 

@@ -24,6 +24,7 @@ against. Tokens x[B,T], targets y[B,T]:
     dyisru:  gamma * (alpha x) / sqrt(1 + (alpha x)^2)   [+ beta]
 """
 
+import contextlib
 import json
 import math
 from dataclasses import dataclass
@@ -34,6 +35,21 @@ import torch.nn.functional as F
 
 DTYPE = torch.float64
 NORM_KINDS = ("rmsnorm", "dyt", "dyisru")
+
+
+@contextlib.contextmanager
+def precision(dtype):
+    """Run the reference in another float type (e.g. float32, as a peer of the
+    C++ code: what a float32 implementation of the same math achieves)."""
+    global DTYPE
+    old, old_default = DTYPE, torch.get_default_dtype()
+    DTYPE = dtype
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        DTYPE = old
+        torch.set_default_dtype(old_default)
 
 
 @dataclass(frozen=True)
