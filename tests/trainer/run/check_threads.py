@@ -25,6 +25,9 @@ import shutil
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run_files import read_bytes as read  # noqa: E402
+
 THREADS = (1, 2, 3)
 
 
@@ -35,11 +38,6 @@ def run(cmd, threads):
     if p.returncode != 0:
         print(p.stdout[-3000:], p.stderr[-3000:], sep="\n")
         sys.exit(f"FAIL: exited {p.returncode} with OMP_NUM_THREADS={threads}")
-
-
-def read(path):
-    with open(path, "rb") as f:
-        return f.read()
 
 
 def fresh(path):

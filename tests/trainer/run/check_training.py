@@ -58,6 +58,9 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run_files import read_bytes as read_file  # noqa: E402
+
 
 def read_shard(path):
     with open(path, "rb") as f:
@@ -165,11 +168,6 @@ def step_records(run_dir):
     m = metrics(run_dir)
     return ([(r["step"], r["loss"], r["grad_norm"], r["lr"], r["skipped"]) for r in m if "loss" in r],
             [(r["step"], r["val_loss"]) for r in m if "val_loss" in r])
-
-
-def read_file(path):
-    with open(path, "rb") as f:
-        return f.read()
 
 
 def resumes(args):

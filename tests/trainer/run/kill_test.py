@@ -41,6 +41,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run_files import fail, logged_steps, read_bytes as read  # noqa: E402
+
 SMALL = ["model.d_model=32", "model.n_layers=2", "model.n_heads=2", "model.n_kv_heads=1",
          "model.ffn_hidden=64", "model.max_seq_len=32", "train.seq_len=32", "train.micro_batch=4",
          "train.global_batch_tokens=256", "train.eval_every=10", "train.eval_batches=2",
@@ -94,14 +97,6 @@ def newest_checkpoint(ck_dir):
     return step, os.path.join(ck_dir, whole[step])
 
 
-def logged_steps(run_dir):
-    try:
-        with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-            return sum(1 for line in f if '"loss"' in line)
-    except FileNotFoundError:
-        return 0
-
-
 def progress_lines(log):
     """Steps this start has finished (its progress lines, flushed as printed)."""
     with open(log, "rb") as f:
@@ -131,21 +126,12 @@ def metrics_without_timing(run_dir):
     return out
 
 
-def read(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
 def temporaries(top):
     found = []
     for d, dirs, files in os.walk(top):
         found += [os.path.join(d, n) for n in dirs + files if ATOMIC_TEMP.search(n) or n.endswith(".tmp")
                   or ".aside-" in n or ".trash-" in n]
     return found
-
-
-def fail(msg):
-    sys.exit("FAIL: " + msg)
 
 
 def wait_until(proc, cond, timeout=60.0, poll=0.0003):

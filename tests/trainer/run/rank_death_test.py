@@ -22,15 +22,14 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run_files import fail, logged_steps  # noqa: E402
+
 DEADLINE_S = 60.0
 SMALL = ["model.d_model=32", "model.n_layers=2", "model.n_heads=2", "model.n_kv_heads=1",
          "model.ffn_hidden=64", "model.max_seq_len=32", "train.seq_len=32", "train.micro_batch=4",
          "train.global_batch_tokens=384", "train.steps=1000000", "train.eval_every=0",
          "train.log_every=1", "parallel.dp=3"]
-
-
-def fail(msg):
-    sys.exit("FAIL: " + msg)
 
 
 def ranks_with(marker):
@@ -52,14 +51,6 @@ def ranks_with(marker):
             if rank:
                 found[int(pid)] = int(rank[0].split(b"=")[1])
     return found
-
-
-def logged_steps(run_dir):
-    try:
-        with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-            return sum(1 for line in f if '"loss"' in line)
-    except FileNotFoundError:
-        return 0
 
 
 def one_death(args, victim, rng, n):
