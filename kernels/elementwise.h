@@ -171,11 +171,6 @@ DYT_HD void dyt_value_and_slope(float x, float alpha, float& t, float& s) {
   const float m = (1.0f - e) * r;
   t = u < 0.0f ? -m : m;
 }
-DYT_HD float dyt_slope(float x, float alpha) {
-  float t, s;
-  dyt_value_and_slope(x, alpha, t, s);
-  return s;
-}
 
 // DyISRU: y = γ·u/sqrt(1+u²) + β with u = α·x.   d/du [u/sqrt(1+u²)] = (1+u²)^(-3/2).
 // u is clamped to ±2^20, where the value already rounds to ±1 in float and the
