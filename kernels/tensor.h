@@ -7,13 +7,16 @@
 #include <initializer_list>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace dyt::kernels {
 
-enum class DType { F32, BF16, I32 };
+enum class DType { F32, BF16, I32, F64 };
 enum class Device { CPU, CUDA };
 
-inline int64_t dtype_size(DType t) { return t == DType::BF16 ? 2 : 4; }
+inline int64_t dtype_size(DType t) {
+  return t == DType::BF16 ? 2 : t == DType::F64 ? 8 : 4;
+}
 
 struct Tensor {
   static constexpr int kMaxRank = 4;
@@ -39,7 +42,30 @@ struct Tensor {
   }
   float* f32() const { return static_cast<float*>(data); }
   int32_t* i32() const { return static_cast<int32_t*>(data); }
+  double* f64() const { return static_cast<double*>(data); }
 };
+
+inline const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::F32: return "F32";
+    case DType::BF16: return "BF16";
+    case DType::I32: return "I32";
+    case DType::F64: return "F64";
+  }
+  return "?";
+}
+
+// "[2, 3, 4]": the one shape-to-text helper of the project.
+template <class Dims>
+std::string shape_text(const Dims& dims, int rank) {
+  std::string s = "[";
+  for (int i = 0; i < rank; ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+  return s + "]";
+}
+inline std::string shape_text(const std::vector<int64_t>& dims) {
+  return shape_text(dims, static_cast<int>(dims.size()));
+}
+inline std::string shape_text(const Tensor& t) { return shape_text(t.shape, t.rank); }
 
 // Views of host fp32 / int32 memory, the common case on the CPU path.
 inline Tensor cpu_f32(float* p, std::initializer_list<int64_t> dims) {

@@ -27,19 +27,8 @@ void fail(const char* op, const std::string& what) {
 }
 
 namespace {
-std::string shape_str(const Tensor& t) {
-  std::string s = "[";
-  for (int i = 0; i < t.rank; ++i) s += (i ? ", " : "") + std::to_string(t.shape[i]);
-  return s + "]";
-}
-const char* dtype_name(DType t) {
-  switch (t) {
-    case DType::F32: return "F32";
-    case DType::BF16: return "BF16";
-    case DType::I32: return "I32";
-  }
-  return "?";
-}
+std::string shape_str(const Tensor& t) { return kernels::shape_text(t); }
+using kernels::dtype_name;
 void require_device(const char* op, const char* name, const Tensor& t) {
   require(t.device == kernels::Device::CUDA, op, std::string(name) + " must be a CUDA tensor");
   require(t.data != nullptr || t.numel() == 0, op, std::string(name) + " has no data");
