@@ -100,10 +100,7 @@ std::string describe(const Problem& p) {
   for (size_t i = 0; i < p.args.size(); ++i)
     s += (i ? ", " : "") + std::string(p.args[i].first) + " " +
          kernels::shape_text(*p.args[i].second) + " " + dtype_name(p.args[i].second->dtype);
-  s += ")";
-  if (p.op == std::string("linear_backward_input"))
-    s += p.accumulate ? " accumulating" : " overwriting";
-  return s + "; cuBLASLt (column-major) D = op(A)·op(B)" + (p.accumulate ? " + D" : "") +
+  return s + "); cuBLASLt (column-major) D = op(A)·op(B)" + (p.accumulate ? " + D" : "") +
          " with m=" + std::to_string(p.m) + " n=" + std::to_string(p.n) +
          " k=" + std::to_string(p.k) + ", " + operand_text("A", p.a, p.transa) + ", " +
          operand_text("B", p.b, p.transb) + ", " + operand_text("C=D", p.d, CUBLAS_OP_N) +
@@ -303,7 +300,15 @@ Gemm::Gemm(cudaStream_t stream, size_t workspace_bytes) : impl_(std::make_unique
   impl_->stream = stream;
   impl_->device = detail::current_device();
   check(cublasLtCreate(&impl_->handle), "cublasLtCreate", "Gemm");
-  if (workspace_bytes > 0) DYT_CUDA_CHECK(cudaMalloc(&impl_->workspace, workspace_bytes));
+  if (workspace_bytes > 0) {
+    const cudaError_t err = cudaMalloc(&impl_->workspace, workspace_bytes);
+    if (err != cudaSuccess) {
+      impl_->workspace = nullptr;
+      const std::string what =
+          "cudaMalloc of the " + std::to_string(workspace_bytes) + "-byte cuBLASLt workspace";
+      throw CudaError(err, what.c_str(), __FILE__, __LINE__);
+    }
+  }
   impl_->workspace_bytes = workspace_bytes;
 }
 
