@@ -33,19 +33,43 @@
 //    every matrix must lie in one live emulator allocation (else abort, as
 //    the emulator does for kernel arguments).
 // Execution is synchronous; the stream is ignored.
+//
+// Planted faults, to show the GEMM tests' bounds reject them (CTest's
+// kernels.cuda_emu.gemm_fault_*): $DYT_CUBLASLT_EMU_FAULT=
+//   tf32          F32 operands rounded to TF32 (10-bit mantissa) before use
+//   bf16_partial  for bf16 outputs, the running sum rounded to bf16 once,
+//                 halfway through k (a bf16 intermediate)
+//   read_c        C read (and multiplied by beta) even when beta = 0
 #include <cublasLt.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <new>
+#include <string>
 #include <vector>
 
 #include "tests/kernels/cuda/emu/emu.h"
 
 namespace {
+
+enum class Fault { kNone, kTf32, kBf16Partial, kReadC };
+Fault fault() {
+  static const Fault f = [] {
+    const char* e = std::getenv("DYT_CUBLASLT_EMU_FAULT");
+    if (!e || !*e) return Fault::kNone;
+    const std::string v = e;
+    if (v == "tf32") return Fault::kTf32;
+    if (v == "bf16_partial") return Fault::kBf16Partial;
+    if (v == "read_c") return Fault::kReadC;
+    std::fprintf(stderr, "cublaslt_emu: DYT_CUBLASLT_EMU_FAULT=%s: expected tf32, bf16_partial or read_c\n", e);
+    std::exit(2);
+  }();
+  return f;
+}
 
 constexpr uint64_t kAlgoMagic = 0x656d752d6c742d31ull;  // "emu-lt-1"
 constexpr size_t kWorkspaceNeed = size_t{1} << 20;
@@ -153,6 +177,15 @@ float load(const void* p, cudaDataType_t t, uint64_t i) {
   return f;
 }
 
+// The planted TF32 fault: keep 10 explicit mantissa bits, round to nearest.
+float tf32(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  u = (u + 0x1000u) & ~0x1fffu;
+  std::memcpy(&v, &u, 4);
+  return v;
+}
+
 void store(void* p, cudaDataType_t t, uint64_t i, float v) {
   if (is_bf16(t)) {
     uint32_t u;
@@ -164,6 +197,13 @@ void store(void* p, cudaDataType_t t, uint64_t i, float v) {
     return;
   }
   std::memcpy(static_cast<char*>(p) + 4 * i, &v, 4);
+}
+
+// The value rounded as `t` stores it (bf16: nearest even) and read back.
+float rounded(cudaDataType_t t, float v) {
+  char buf[4];
+  store(buf, t, 0, v);
+  return load(buf, t, 0);
 }
 
 // Bytes from a matrix's first element to one past its last.
@@ -371,20 +411,31 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
 
   // op(A)(i, l) and op(B)(l, j) in column-major storage.
   const uint64_t lda = la.ld, ldb = lb.ld;
+  const Fault planted = fault();
+  const bool to_tf32 = planted == Fault::kTf32 && la.type == CUDA_R_32F;
   auto a_at = [&](uint64_t i, uint64_t l) {
-    return dsc.transa == CUBLAS_OP_N ? load(A, la.type, i + l * lda) : load(A, la.type, l + i * lda);
+    const float v = dsc.transa == CUBLAS_OP_N ? load(A, la.type, i + l * lda)
+                                              : load(A, la.type, l + i * lda);
+    return to_tf32 ? tf32(v) : v;
   };
   auto b_at = [&](uint64_t l, uint64_t j) {
-    return dsc.transb == CUBLAS_OP_N ? load(B, lb.type, l + j * ldb) : load(B, lb.type, j + l * ldb);
+    const float v = dsc.transb == CUBLAS_OP_N ? load(B, lb.type, l + j * ldb)
+                                              : load(B, lb.type, j + l * ldb);
+    return to_tf32 ? tf32(v) : v;
   };
+  const bool bf16_partial = planted == Fault::kBf16Partial && is_bf16(ld.type);
+  const bool read_c = beta != 0.0f || planted == Fault::kReadC;
   // The whole result first, so an in-place C == D is read before it is written.
   std::vector<float> out(m * n);
   for (uint64_t j = 0; j < n; ++j)
     for (uint64_t i = 0; i < m; ++i) {
       float acc = 0.0f;
-      for (uint64_t l = 0; l < k; ++l) acc = std::fmaf(a_at(i, l), b_at(l, j), acc);
+      for (uint64_t l = 0; l < k; ++l) {
+        acc = std::fmaf(a_at(i, l), b_at(l, j), acc);
+        if (bf16_partial && l == k / 2) acc = rounded(CUDA_R_16BF, acc);
+      }
       float r = alpha * acc;
-      if (beta != 0.0f) r = std::fmaf(beta, load(C, lc.type, i + j * lc.ld), r);
+      if (read_c) r = std::fmaf(beta, load(C, lc.type, i + j * lc.ld), r);
       out[i + j * m] = r;
     }
   if (need > 0) std::memset(workspace, 0xa5, need);  // cuBLASLt's scratch: contents undefined
