@@ -137,6 +137,7 @@ void run(const Cfg& cfg, const std::function<void()>& b) {
   (void)have_blank;
   const Options& opt = options();
   std::vector<long> order(nt), warp_order;
+  std::vector<std::vector<long>> warp_lanes((nt + 31) / 32);
   std::mt19937_64 shuffler;
   const uint64_t launch = ++launches;
   for (unsigned bz = 0; bz < cfg.grid.z; ++bz)
@@ -169,15 +170,17 @@ void run(const Cfg& cfg, const std::function<void()>& b) {
           long live = 0, finished_this_round = 0;
           for (long k = 0; k < nt; ++k) order[k] = opt.order == Order::kReverse ? nt - 1 - k : k;
           if (opt.order == Order::kShuffle) std::shuffle(order.begin(), order.end(), shuffler);
+          // Bucket the order by warp (warps in the order of their first thread).
           warp_order.clear();
-          for (long i : order)
-            if (std::find(warp_order.begin(), warp_order.end(), i / 32) == warp_order.end())
-              warp_order.push_back(i / 32);
+          for (auto& lanes : warp_lanes) lanes.clear();
+          for (long i : order) {
+            if (warp_lanes[i / 32].empty()) warp_order.push_back(i / 32);
+            warp_lanes[i / 32].push_back(i);
+          }
           for (long w : warp_order) {
             for (;;) {
               long at_warp = 0, at_block = 0, ended = 0;
-              for (long i : order) {
-                if (i / 32 != w) continue;
+              for (long i : warp_lanes[w]) {
                 Thread& t = threads[i];
                 if (t.done) continue;
                 current = static_cast<int>(i);
