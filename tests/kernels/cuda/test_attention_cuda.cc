@@ -383,6 +383,7 @@ TEST_F(Attention, BackwardMatchesReference) {
 TEST_F(Attention, ForwardF32MatchesCpuOp) {
   DYT_REQUIRE_CUDA();
   for (const Case& c : cases()) {
+    if (c.B * c.Hq * c.T * c.T > (int64_t{1} << 26)) continue;  // its probabilities: 256 MB
     const Inputs in(c, DType::F32);
     Vec out, lse;
     run_forward(c, DType::F32, in, out, lse);
@@ -401,7 +402,11 @@ TEST_F(Attention, ForwardF32MatchesCpuOp) {
 // The same inputs give the same bits (no float atomics, fixed orders).
 TEST_F(Attention, BitwiseRepeatable) {
   DYT_REQUIRE_CUDA();
+#ifdef DYT_CUDA_EMU
   const Case c = {2, 33, 4, 2, 32};
+#else
+  const Case c = {2, 1000, 8, 2, 128};  // many blocks in flight on a GPU
+#endif
   for (DType dt : {DType::F32, DType::BF16}) {
     const Inputs in(c, dt);
     Vec out1, lse1, out2, lse2;
