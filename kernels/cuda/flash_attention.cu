@@ -22,7 +22,8 @@
 
 // Warps per block with BF16 activations (16 rows each); F32 uses one (its
 // tiles take twice the shared memory). Tiles must fit the 48 KB of static
-// shared memory: at hd = 128 the dK/dV kernel takes 47.3 KB with 2 warps.
+// shared memory: at hd = 128 the dK/dV kernel takes 47.3 KB with 2 warps
+// (more need dynamic shared memory: docs/cuda_kernels.md, "what is left").
 #ifndef DYT_ATTN_BF16_WARPS
 #define DYT_ATTN_BF16_WARPS 2
 #endif
