@@ -9,7 +9,12 @@
 // order, reversed, or shuffled (emu_options.h: a missing barrier shows only
 // when a reader runs before its writer). Warp shuffles are block-wide
 // exchanges, which is exact when every thread of the block calls them in the
-// same order, as these kernels do. Device memory is host memory with a
+// same order, as these kernels do. __syncwarp is a barrier of one warp:
+// within a block barrier interval the warps run one after another (in the
+// order their first thread has in the chosen thread order), each through all
+// of its __syncwarp intervals, so a read of another warp's shared-memory
+// writes guarded only by __syncwarp sees stale data in one of the orders.
+// Device memory is host memory with a
 // PROT_NONE page after each allocation (emu_runtime.cc), so reading or
 // writing past its end faults.
 //
@@ -60,6 +65,8 @@ namespace emu {
 extern uint3 g_thread, g_block;
 extern dim3 g_block_dim, g_grid_dim;
 void syncthreads();
+// __syncwarp: a barrier of the calling thread's warp only (see run()).
+void syncwarp();
 // Every thread deposits v; returns the value deposited by thread `src`
 // (linear index in the block).
 double exchange(double v, int src);
@@ -102,6 +109,7 @@ void launch(const char* site, const char* kernel_name, F* kernel, Cfg cfg, A... 
 #define gridDim (::emu::g_grid_dim)
 
 inline void __syncthreads() { emu::syncthreads(); }
+inline void __syncwarp(unsigned = 0xffffffffu) { emu::syncwarp(); }
 template <class T>
 inline T __ldg(const T* p) {
   return *p;
@@ -121,3 +129,6 @@ inline T __shfl_xor_sync(unsigned, T v, int lane_mask) {
   const int t = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
   return static_cast<T>(emu::exchange(static_cast<double>(v), t ^ lane_mask));
 }
+
+// nvcuda::wmma (bf16 m16n16k16, float accumulators) for the attention kernels.
+#include "tests/kernels/cuda/emu/wmma_emu.h"

@@ -28,6 +28,7 @@ namespace {
 struct Thread {
   ucontext_t ctx;
   bool done = false;
+  bool at_warp_barrier = false;  // stopped at __syncwarp (else at __syncthreads or done)
   int exchanges = 0;  // its count of exchanges so far: picks the buffer
   std::vector<char> stack;
 };
@@ -93,7 +94,14 @@ std::string describe_options() {
          (o.check_pointers ? "" : " (pointers not checked)");
 }
 
-void syncthreads() { swapcontext(&threads[current].ctx, &scheduler); }
+void syncthreads() {
+  threads[current].at_warp_barrier = false;
+  swapcontext(&threads[current].ctx, &scheduler);
+}
+void syncwarp() {
+  threads[current].at_warp_barrier = true;
+  swapcontext(&threads[current].ctx, &scheduler);
+}
 
 void shared_decl(void* p, size_t bytes) {
   if (std::find(shared_seen.begin(), shared_seen.end(), p) != shared_seen.end()) return;
@@ -128,7 +136,8 @@ void run(const Cfg& cfg, const std::function<void()>& b) {
   static const bool have_blank = (getcontext(&blank) == 0) || (die("getcontext failed"), false);
   (void)have_blank;
   const Options& opt = options();
-  std::vector<long> order(nt);
+  std::vector<long> order(nt), warp_order;
+  std::vector<std::vector<long>> warp_lanes((nt + 31) / 32);
   std::mt19937_64 shuffler;
   const uint64_t launch = ++launches;
   for (unsigned bz = 0; bz < cfg.grid.z; ++bz)
@@ -144,6 +153,7 @@ void run(const Cfg& cfg, const std::function<void()>& b) {
         }
         for (Thread& t : threads) {
           t.done = false;
+          t.at_warp_barrier = false;
           t.exchanges = 0;
           t.ctx = blank;
           t.ctx.uc_stack.ss_sp = t.stack.data();
@@ -151,21 +161,45 @@ void run(const Cfg& cfg, const std::function<void()>& b) {
           t.ctx.uc_link = nullptr;
           makecontext(&t.ctx, trampoline, 0);
         }
-        // Rounds (barrier intervals): every live thread runs to its next
-        // barrier or its end, in the order the options ask for.
+        // Rounds (block barrier intervals): every live thread runs to its
+        // next __syncthreads or its end, in the order the options ask for,
+        // warp by warp (warps in the order of their first thread); a warp
+        // whose lanes all stop at __syncwarp runs its next warp interval
+        // before the next warp starts.
         for (;;) {
           long live = 0, finished_this_round = 0;
           for (long k = 0; k < nt; ++k) order[k] = opt.order == Order::kReverse ? nt - 1 - k : k;
           if (opt.order == Order::kShuffle) std::shuffle(order.begin(), order.end(), shuffler);
+          // Bucket the order by warp (warps in the order of their first thread).
+          warp_order.clear();
+          for (auto& lanes : warp_lanes) lanes.clear();
           for (long i : order) {
-            Thread& t = threads[i];
-            if (t.done) continue;
-            current = static_cast<int>(i);
-            g_thread = make_uint3(i % cfg.block.x, (i / cfg.block.x) % cfg.block.y,
-                                  i / (cfg.block.x * cfg.block.y));
-            swapcontext(&scheduler, &t.ctx);
-            if (t.done) ++finished_this_round;
-            else ++live;
+            if (warp_lanes[i / 32].empty()) warp_order.push_back(i / 32);
+            warp_lanes[i / 32].push_back(i);
+          }
+          for (long w : warp_order) {
+            for (;;) {
+              long at_warp = 0, at_block = 0, ended = 0;
+              for (long i : warp_lanes[w]) {
+                Thread& t = threads[i];
+                if (t.done) continue;
+                current = static_cast<int>(i);
+                g_thread = make_uint3(i % cfg.block.x, (i / cfg.block.x) % cfg.block.y,
+                                      i / (cfg.block.x * cfg.block.y));
+                swapcontext(&scheduler, &t.ctx);
+                if (t.done) ++ended;
+                else if (t.at_warp_barrier) ++at_warp;
+                else ++at_block;
+              }
+              if (at_warp == 0) {
+                live += at_block;
+                finished_this_round += ended;
+                break;
+              }
+              if (at_block > 0 || ended > 0)
+                die("__syncwarp reached by some lanes of a warp while others reached "
+                    "__syncthreads or exited");
+            }
           }
           if (live == 0) break;
           if (finished_this_round > 0)

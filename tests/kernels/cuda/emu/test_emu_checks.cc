@@ -3,13 +3,17 @@
 // thread order, not in index order), a read of shared memory no thread wrote
 // (NaN from the poisoning), and pointers that are not device memory (a host
 // pointer, a freed buffer, one past the end; through a planted kernel and
-// through a real op), which abort with the launch site, kernel and argument.
+// through a real op), which abort with the launch site, kernel and argument;
+// a cross-warp read ordered only by __syncwarp; the wmma model's results,
+// its per-lane stores and its ldm check.
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
@@ -105,6 +109,65 @@ TEST_F(EmuChecks, UninitialisedSharedReadIsNaN) {
       EXPECT_TRUE(std::isnan(out[b])) << "block " << b << " read 30 unwritten slots and got "
                                       << out[b] << ", " << emu::describe_options();
   }
+}
+
+// __syncwarp is a barrier of one warp only: warps run one after another
+// through their __syncwarp intervals, so a cross-warp read it does not order
+// sees the poison in index order (warp 0 reads warp 1's slots first) and
+// reversed (warp 1 reads warp 0's).
+TEST_F(EmuChecks, WarpBarrierDoesNotOrderOtherWarps) {
+  const int n = 64;
+  const std::vector<float> in = iota_from(1.0f, n);
+  Dev din(n), dout(n);
+  din.upload(in);
+  for (emu::Order o : {emu::Order::kForward, emu::Order::kReverse, emu::Order::kShuffle}) {
+    emu::options().order = o;
+    for (bool block_barrier : {true, false}) {
+      emu_planted::shift_across_warps(din.p, dout.p, n, block_barrier);
+      const std::vector<float> out = dout.download();
+      int wrong = 0;
+      for (int t = 0; t < n; ++t) wrong += !(out[t] == in[(t + 32) % n]);
+      // The warp that runs first reads the other's 32 unwritten slots.
+      EXPECT_EQ(wrong, block_barrier ? 0 : 32)
+          << emu::describe_options() << (block_barrier ? ", __syncthreads" : ", __syncwarp");
+    }
+  }
+}
+
+// The wmma model (wmma_emu.h): the product is exact bf16 products summed in
+// fp32 in k order; a lane's store covers only its own elements, so reading
+// the stored tile without __syncwarp sees the poison; a bad ldm aborts.
+TEST_F(EmuChecks, WmmaModel) {
+  auto bf16 = [](float f) {  // round to nearest even, as __float2bfloat16_rn
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    std::memcpy(&f, &u, 4);
+    return f;
+  };
+  std::vector<float> a(256), b(256);
+  for (int i = 0; i < 256; ++i) a[i] = 0.01f * float(i % 37) - 0.17f, b[i] = 0.3f - 0.007f * i;
+  std::vector<float> want(256);
+  for (int r = 0; r < 16; ++r)
+    for (int c = 0; c < 16; ++c) {
+      float s = 0.0f;
+      for (int k = 0; k < 16; ++k) s += bf16(a[r * 16 + k]) * bf16(b[k * 16 + c]);
+      want[r * 16 + c] = s;
+    }
+  Dev da(256), db(256), dc(256);
+  da.upload(a);
+  db.upload(b);
+  for (emu::Order o : {emu::Order::kForward, emu::Order::kReverse, emu::Order::kShuffle}) {
+    emu::options().order = o;
+    emu_planted::wmma_product(da.p, db.p, dc.p, 16, true);
+    EXPECT_EQ(dc.download(), want) << emu::describe_options();
+    emu_planted::wmma_product(da.p, db.p, dc.p, 16, false);
+    int nan = 0;
+    for (float v : dc.download()) nan += std::isnan(v);
+    EXPECT_GT(nan, 0) << emu::describe_options() << ": no __syncwarp after the store";
+  }
+  EXPECT_DEATH(emu_planted::wmma_product(da.p, db.p, dc.p, 12, true),
+               "wmma::load_matrix_sync: .* ldm 12 .* multiple of 16 bytes");
 }
 
 TEST_F(EmuChecks, HostPointerArgumentAborts) {
