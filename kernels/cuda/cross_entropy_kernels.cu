@@ -6,14 +6,15 @@
 // bytes each on the vector path, one element otherwise):
 //  1. one read of the row, online: each thread keeps its running max m and
 //     s = Σ exp(l − m) (each exp in fp32 by kernels::exp_f32, as the CPU op,
-//     the sum in double), rescaling s by exp(m_old − m_new) in double (exact
+//     a vector's terms added pairwise in fp32, the sum in double), rescaling s by exp(m_old − m_new) in double (exact
 //     to 2⁻⁵³, so the rescales add no error) once per vector whose max is a
 //     new high; the target logit is read by thread 0 in this pass.
 //  2. the block's max M (fixed-order: xor butterflies, then warps in order),
 //     then S = Σ_threads s·exp(m − M) in double, same order. M is the CPU
 //     op's max to the bit; each term of S differs from the CPU's
-//     exp_f32(l − M) only by the fp32 rounding of the exponent's argument
-//     and exp_f32's own error (docs/cuda_kernels.md derives the bound).
+//     exp_f32(l − M) only by the fp32 rounding of the exponent's argument,
+//     exp_f32's own error and the vector's pairwise fp32 sum
+//     (docs/cuda_kernels.md derives the bound).
 //  3. thread 0 writes the row's loss log S + M − l_target (double) to the
 //     workspace; with a gradient, a second read of the row (each thread's
 //     vectors in reverse, the last read first, while it may still be in L2)
@@ -92,8 +93,18 @@ __global__ void __launch_bounds__(kCeMaxThreads)
             s *= exp(static_cast<double>(m) - static_cast<double>(cm));
             m = cm;
           }
+          // The vector's VEC terms summed pairwise in fp32 (all positive: at
+          // most log2(VEC)·2⁻²⁴ relative), then once into the double sum: one
+          // float→double conversion and one double add per vector, not per
+          // element (sm_90 converts to 64-bit at 1/8 of the fp32 rate).
+          float e[VEC];
 #pragma unroll
-          for (int k = 0; k < VEC; ++k) s += static_cast<double>(kernels::exp_f32(p[u].get(k) - m));
+          for (int k = 0; k < VEC; ++k) e[k] = kernels::exp_f32(p[u].get(k) - m);
+#pragma unroll
+          for (int w = VEC / 2; w >= 1; w /= 2)
+#pragma unroll
+            for (int k = 0; k < w; ++k) e[k] += e[k + w];
+          s += static_cast<double>(e[0]);
         }
     }
 

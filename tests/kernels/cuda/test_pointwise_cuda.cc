@@ -402,9 +402,10 @@ TEST(CudaConvert, RoundsToNearestEvenAndBack) {
 // Per row, both sides take the same max M (exact), and each exp term differs
 // from e^(l−M) by exp_f32's error (≤ 2⁻²³ relative, on each side) and the
 // fp32 rounding of its argument: l − M on the CPU, l − m (the thread's running
-// max) on the GPU, whose rescale by e^(m−M) is in double (≤ 2⁻⁵² more). With
-// both arguments ≤ M − l in size, the two sums differ by at most
-//   δ_r = 2·2⁻²³ + 2·2⁻²⁴·W_r,   W_r = Σ_j e^(l_j−M)·(M − l_j) / Σ_j e^(l_j−M),
+// max) on the GPU, whose rescale by e^(m−M) is in double (≤ 2⁻⁵² more). The
+// GPU adds a vector's (≤ 8) positive terms pairwise in fp32 first: at most
+// 3·2⁻²⁴ relative. With both arguments ≤ M − l in size, the two sums differ by
+//   δ_r = 2·2⁻²³ + 3·2⁻²⁴ + 2·2⁻²⁴·W_r,   W_r = Σ_j e^(l_j−M)·(M − l_j) / Σ_j e^(l_j−M),
 // relative, plus the double sums' own rounding (V·2⁻⁵³); the row's loss then
 // by δ_r (log's slope is 1/S) and the sum over rows by Σ_r δ_r, plus the
 // two fixed orders of adding N doubles (N·2⁻⁵²·Σ|loss|).
@@ -433,7 +434,7 @@ CeRef ce_reference(const Vec& logits, const std::vector<int32_t>& targets, int64
       const double e = std::exp(double(l[j]) - m);
       s += e, sw += e * (double(m) - l[j]);
     }
-    const double d = 2 * 0x1p-23 + 2 * kU24 * (sw / s) + vocab * 0x1p-53;
+    const double d = 2 * 0x1p-23 + 3 * kU24 + 2 * kU24 * (sw / s) + vocab * 0x1p-53;
     r.delta.push_back(d);
     r.bound += d;
     loss_abs += std::log(s) + m - l[targets[i]];
