@@ -68,7 +68,7 @@ const std::vector<Shape>& shapes() {
 }
 
 std::string label(const std::string& op, DType dt, Shape s, const std::string& extra = "") {
-  return op + " " + dtype_name(dt) + " [" + std::to_string(s.rows) + ", " + std::to_string(s.d) +
+  return op + " " + cuda_test::dtype_name(dt) + " [" + std::to_string(s.rows) + ", " + std::to_string(s.d) +
          "]" + (extra.empty() ? "" : " " + extra);
 }
 
