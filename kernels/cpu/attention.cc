@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "kernels/cpu/check.h"
@@ -77,6 +78,17 @@ void scores(const Dims& d, const float* q_bh, const float* k_bg, int64_t i0, int
               static_cast<int>(d.ks), 0.0f, S, static_cast<int>(kv));
 }
 
+// Scratch of n floats starting on a 64-byte boundary, so that the forward's
+// and the backward's vector loops see their rows at the same alignment.
+struct Scratch {
+  explicit Scratch(size_t n) : buf(n + 16) {}
+  float* data() {
+    const auto a = reinterpret_cast<uintptr_t>(buf.data());
+    return reinterpret_cast<float*>((a + 63) & ~uintptr_t{63});
+  }
+  std::vector<float> buf;
+};
+
 // Row r of a block (query i = i0 + r, keys 0..i): p_j = exp(s_j − lse) in
 // place, zero above the diagonal up to the block's last key.
 void probs_row(float* p, int64_t i, int64_t kv, float lse) {
@@ -101,7 +113,7 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, int64_
   // heads instead of each small product.
 #pragma omp parallel
   {
-    std::vector<float> S(static_cast<size_t>(std::min(kRows, T) * T));
+    Scratch S(static_cast<size_t>(std::min(kRows, T) * T));
 #pragma omp for collapse(2) schedule(static)
     for (int64_t b = 0; b < d.B; ++b)
       for (int64_t h = 0; h < d.Hq; ++h) {
@@ -157,7 +169,7 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
 #pragma omp parallel
   {
     const size_t block = static_cast<size_t>(std::min(kRows, T) * T);
-    std::vector<float> P(block), dS(block);
+    Scratch P(block), dS(block);
 #pragma omp for collapse(2) schedule(static)
     for (int64_t b = 0; b < d.B; ++b)
       for (int64_t g = 0; g < d.Hkv; ++g) {
