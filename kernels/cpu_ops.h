@@ -72,17 +72,24 @@ void rope_forward(Tensor& x, int64_t seq_len, int64_t n_heads, double theta);
 // The transpose rotation, in place on the gradient.
 void rope_backward(Tensor& dx, int64_t seq_len, int64_t n_heads, double theta);
 
-// ---- Causal grouped-query attention --------------------------------------------
+// ---- Causal grouped-query attention, flash style ------------------------------
 // q [B·T, Hq·hd], k and v [B·T, Hkv·hd], out [B·T, Hq·hd]; query head h uses
-// KV head h / (Hq/Hkv). probs [B, Hq, T, T] receives the softmax (upper
-// triangle zero) for the backward. Scale 1/sqrt(hd).
+// KV head h / (Hq/Hkv). Scores s_ij = q_i·k_j / sqrt(hd) for keys j ≤ i.
+// lse F32 [B, Hq, T] (index (b·Hq + h)·T + i) receives each query row's
+// log-sum-exp m + ln Σ_j exp(s_ij − m), m = max_j s_ij: all the backward
+// keeps (B·Hq·T floats, no T×T matrix). The forward computes lse first and
+// then out = P·V with p_ij = exp(s_ij − lse_i), the same expression the
+// backward recomputes, so the gradients are those of the function computed.
 void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, int64_t batch,
                        int64_t seq_len, int64_t n_heads, int64_t n_kv_heads, Tensor& out,
-                       Tensor& probs);
-// dq, dk, dv are written (=); dk/dv sum over the query heads of each group.
-void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& probs,
-                        const Tensor& dout, int64_t batch, int64_t seq_len, int64_t n_heads,
-                        int64_t n_kv_heads, Tensor& dq, Tensor& dk, Tensor& dv);
+                       Tensor& lse);
+// out and lse are the forward's. dq, dk, dv are written (=); dk/dv sum over the
+// query heads of each group. With P recomputed from lse, dP = dout·Vᵀ and
+// D_i = Σ dout_i ⊙ out_i: dS = P ⊙ (dP − D), dq = dS·K/sqrt(hd),
+// dk = dSᵀ·Q/sqrt(hd), dv = Pᵀ·dout.
+void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                        const Tensor& lse, const Tensor& dout, int64_t batch, int64_t seq_len,
+                        int64_t n_heads, int64_t n_kv_heads, Tensor& dq, Tensor& dk, Tensor& dv);
 
 // ---- SwiGLU: out = silu(gate) ⊙ up ---------------------------------------------
 void swiglu_forward(const Tensor& gate, const Tensor& up, Tensor& out);

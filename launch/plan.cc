@@ -19,7 +19,7 @@ int64_t rank_activation_elements(const trainer::ActivationSizes& s, int64_t tp, 
                                  bool recompute) {
   const trainer::LayerActivationSizes& l = s.layer;
   const int64_t rs = seq_parallel ? tp : 1;
-  const int64_t sharded = l.q + l.k + l.v + l.probs + l.att + l.gate + l.up + l.act;
+  const int64_t sharded = l.q + l.k + l.v + l.lse + l.att + l.gate + l.up + l.act;
   const int64_t replicated = l.a1 + l.rstd1 + l.x_mid + l.a2 + l.rstd2;
   const int64_t layer_full = sharded / tp + replicated / rs + l.x_in / rs;
   const int64_t head = (s.embed + s.final_x + s.final_a + s.final_rstd) / rs + s.logits / tp;

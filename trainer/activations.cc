@@ -11,7 +11,7 @@ ActivationSizes activation_sizes(const ModelDims& dims, int64_t batch, int64_t s
   l.rstd1 = l.rstd2 = rstd;
   l.q = l.att = n * dims.q_dim();
   l.k = l.v = n * dims.kv_dim();
-  l.probs = batch * dims.heads * seq_len * seq_len;
+  l.lse = batch * dims.heads * seq_len;
   l.gate = l.up = l.act = n * dims.ffn;
   s.layers = dims.layers;
   s.embed = dims.embed_scale ? n * dims.d : 0;

@@ -14,7 +14,7 @@ struct LayerActivationSizes {
   int64_t a1 = 0;     // attention-norm output [N, d]
   int64_t rstd1 = 0;  // RMSNorm 1/rms per row [N] (RMSNorm only)
   int64_t q = 0, k = 0, v = 0;  // projections after RoPE [N, Hq·hd], [N, Hkv·hd] ×2
-  int64_t probs = 0;  // softmax [B, Hq, T, T]
+  int64_t lse = 0;    // attention's per-row log-sum-exp [B, Hq, T], all it keeps
   int64_t att = 0;    // attention output before o_proj [N, Hq·hd]
   int64_t x_mid = 0;  // residual stream after attention [N, d]
   int64_t a2 = 0;     // FFN-norm output [N, d]
@@ -22,7 +22,7 @@ struct LayerActivationSizes {
   int64_t gate = 0, up = 0, act = 0;  // SwiGLU gate, up and silu(gate)·up [N, F]
 
   int64_t total() const {
-    return x_in + a1 + rstd1 + q + k + v + probs + att + x_mid + a2 + rstd2 + gate + up + act;
+    return x_in + a1 + rstd1 + q + k + v + lse + att + x_mid + a2 + rstd2 + gate + up + act;
   }
 };
 

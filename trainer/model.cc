@@ -59,7 +59,7 @@ Model::Model(const config::ModelConfig& config, int64_t batch, int64_t seq_len, 
   for (LayerActs& a : layer_acts_) {
     const LayerActivationSizes& z = s.layer;
     a.a1.resize(z.a1), a.rstd1.resize(z.rstd1), a.q.resize(z.q), a.k.resize(z.k), a.v.resize(z.v);
-    a.probs.resize(z.probs), a.att.resize(z.att), a.x_mid.resize(z.x_mid), a.a2.resize(z.a2);
+    a.lse.resize(z.lse), a.att.resize(z.att), a.x_mid.resize(z.x_mid), a.a2.resize(z.a2);
     a.rstd2.resize(z.rstd2), a.gate.resize(z.gate), a.up.resize(z.up), a.act.resize(z.act);
   }
   embed_rows_.resize(s.embed);
@@ -144,8 +144,8 @@ void Model::block_forward(int64_t l, LayerActs& a, float* out) {
   cpu::rope_forward(q, seq_len_, dims_.heads, dims_.rope_theta);
   cpu::rope_forward(k, seq_len_, dims_.kv_heads, dims_.rope_theta);
   Tensor att = mat(a.att.data(), n, qd);
-  Tensor probs = vec(a.probs.data(), static_cast<int64_t>(a.probs.size()));
-  cpu::attention_forward(q, k, v, batch_, seq_len_, dims_.heads, dims_.kv_heads, att, probs);
+  Tensor lse = vec(a.lse.data(), static_cast<int64_t>(a.lse.size()));
+  cpu::attention_forward(q, k, v, batch_, seq_len_, dims_.heads, dims_.kv_heads, att, lse);
   Tensor x_mid = mat(a.x_mid.data(), n, d);
   cpu::linear_forward(att, mat(P + o.o, d, qd), x_mid);
   cpu::add_inplace(x_mid, mat(x, n, d));
@@ -187,7 +187,8 @@ void Model::block_backward(int64_t l, LayerActs& a, float* dresid) {
   cpu::linear_backward_input(dres, mat(P + o.o, d, qd), datt, false);
   weight_grad(dres, mat(a.att.data(), n, qd), mat(G + o.o, d, qd));
   cpu::attention_backward(mat(a.q.data(), n, qd), mat(a.k.data(), n, kvd), mat(a.v.data(), n, kvd),
-                          vec(a.probs.data(), static_cast<int64_t>(a.probs.size())), datt, batch_,
+                          mat(a.att.data(), n, qd),
+                          vec(a.lse.data(), static_cast<int64_t>(a.lse.size())), datt, batch_,
                           seq_len_, dims_.heads, dims_.kv_heads, dq, dk, dv);
   cpu::rope_backward(dq, seq_len_, dims_.heads, dims_.rope_theta);
   cpu::rope_backward(dk, seq_len_, dims_.kv_heads, dims_.rope_theta);

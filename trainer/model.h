@@ -47,7 +47,7 @@ class Model {
     int64_t q = -1, k = -1, v = -1, o = -1, gate = -1, up = -1, down = -1;
   };
   struct LayerActs {
-    std::vector<float> a1, rstd1, q, k, v, probs, att, x_mid, a2, rstd2, gate, up, act;
+    std::vector<float> a1, rstd1, q, k, v, lse, att, x_mid, a2, rstd2, gate, up, act;
   };
 
   NormOffsets norm_offsets(const std::string& prefix) const;

@@ -116,24 +116,33 @@ TEST(Validation, MismatchesThrowNamingTheOp) {
   Tensor r = view(a, {4, 6});
   expect_invalid([&] { cpu::rope_forward(r, 4, 2, 1e4); }, "rope_forward");
   expect_invalid([&] { cpu::rope_backward(r, 3, 1, 1e4); }, "rope_backward");
-  // Attention: Hq not a multiple of Hkv; probs too small.
-  Vec q(2 * 3 * 12), k(2 * 3 * 8), v(2 * 3 * 8), o(2 * 3 * 12), p(2 * 3 * 3 * 3);
-  Tensor to = view(o, {6, 12}), tp = view(p, {2, 3, 3, 3});
+  // Attention: Hq not a multiple of Hkv; lse too small.
+  Vec q(2 * 3 * 12), k(2 * 3 * 8), v(2 * 3 * 8), o(2 * 3 * 12), l(2 * 3 * 3);
+  Tensor to = view(o, {6, 12}), tl = view(l, {2, 3, 3});
   expect_invalid(
       [&] {
         cpu::attention_forward(view(q, {6, 12}), view(k, {6, 8}), view(v, {6, 8}), 2, 3, 3, 2, to,
-                               tp);
+                               tl);
       },
       "attention_forward");
-  // 4 heads over 2 KV heads of size 3 are valid: only the probs buffer
-  // (2·3·3·3 for 2·4·3·3 needed) is wrong, and the error must say so.
-  Vec k6(2 * 3 * 6), v6(2 * 3 * 6);
-  try {
-    cpu::attention_forward(view(q, {6, 12}), view(k6, {6, 6}), view(v6, {6, 6}), 2, 3, 4, 2, to,
-                           tp);
-    ADD_FAILURE() << "attention_forward accepted a probs buffer too small";
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("probs"), std::string::npos) << e.what();
+  // 4 heads over 2 KV heads of size 3 are valid: only the lse buffer
+  // (2·3·3 for 2·4·3 needed) is wrong, and the error must say so, in the
+  // forward and in the backward.
+  Vec k6(2 * 3 * 6), v6(2 * 3 * 6), dq(2 * 3 * 12), dk(2 * 3 * 6), dv(2 * 3 * 6);
+  Tensor tdq = view(dq, {6, 12}), tdk = view(dk, {6, 6}), tdv = view(dv, {6, 6});
+  for (const char* op : {"attention_forward", "attention_backward"}) {
+    try {
+      if (std::string(op) == "attention_forward")
+        cpu::attention_forward(view(q, {6, 12}), view(k6, {6, 6}), view(v6, {6, 6}), 2, 3, 4, 2,
+                               to, tl);
+      else
+        cpu::attention_backward(view(q, {6, 12}), view(k6, {6, 6}), view(v6, {6, 6}), to, tl,
+                                view(o, {6, 12}), 2, 3, 4, 2, tdq, tdk, tdv);
+      ADD_FAILURE() << op << " accepted an lse buffer too small";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(op), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("lse"), std::string::npos) << e.what();
+    }
   }
   expect_invalid(
       [&] {

@@ -46,17 +46,21 @@ TEST(Rope, BackwardMatchesFiniteDifferences) {
 }
 
 // ---- Attention ----------------------------------------------------------------------
+// T = 70 crosses the kernel's 64-row block boundary (a full block, then a
+// partial one whose rows meet keys of the first), so dk/dv sum over blocks.
 
 struct AttnShape {
-  int64_t hq, hkv;
+  int64_t hq, hkv, b, t;
 };
-void PrintTo(const AttnShape& s, std::ostream* os) { *os << "Hq=" << s.hq << " Hkv=" << s.hkv; }
+void PrintTo(const AttnShape& s, std::ostream* os) {
+  *os << "Hq=" << s.hq << " Hkv=" << s.hkv << " B=" << s.b << " T=" << s.t;
+}
 
-// out [B·T, Hq·HD]; probs [B, Hq, T, T] when asked.
-DVec attn_ref(const DVec& q, const DVec& k, const DVec& v, AttnShape s, DVec* probs = nullptr) {
-  const int64_t qs = s.hq * HD, ks = s.hkv * HD, group = s.hq / s.hkv;
-  DVec out(B * T * qs, 0.0);
-  for (int64_t b = 0; b < B; ++b)
+// out [B·T, Hq·HD]; lse [B, Hq, T] (m + ln Σ exp(s − m)) when asked.
+DVec attn_ref(const DVec& q, const DVec& k, const DVec& v, AttnShape s, DVec* lse = nullptr) {
+  const int64_t T = s.t, qs = s.hq * HD, ks = s.hkv * HD, group = s.hq / s.hkv;
+  DVec out(s.b * T * qs, 0.0);
+  for (int64_t b = 0; b < s.b; ++b)
     for (int64_t h = 0; h < s.hq; ++h) {
       const int64_t g = h / group;
       for (int64_t i = 0; i < T; ++i) {
@@ -74,7 +78,7 @@ DVec attn_ref(const DVec& q, const DVec& k, const DVec& v, AttnShape s, DVec* pr
         for (int64_t j = 0; j <= i; ++j)
           for (int64_t c = 0; c < HD; ++c)
             out[(b * T + i) * qs + h * HD + c] += p[j] * v[(b * T + j) * ks + g * HD + c];
-        if (probs) std::copy(p.begin(), p.end(), probs->begin() + ((b * s.hq + h) * T + i) * T);
+        if (lse) (*lse)[(b * s.hq + h) * T + i] = m + std::log(sum);
       }
     }
   return out;
@@ -84,51 +88,78 @@ class Attention : public ::testing::TestWithParam<AttnShape> {};
 
 TEST_P(Attention, ForwardMatchesDouble) {
   const AttnShape s = GetParam();
-  Vec q = random_vec(B * T * s.hq * HD, 1, -2, 2), k = random_vec(B * T * s.hkv * HD, 2, -2, 2),
-      v = random_vec(B * T * s.hkv * HD, 3);
-  Vec out = nan_vec(q.size()), probs = nan_vec(B * s.hq * T * T);
-  Tensor to = view(out, {B * T, s.hq * HD}), tp = view(probs, {B, s.hq, T, T});
-  cpu::attention_forward(view(q, {B * T, s.hq * HD}), view(k, {B * T, s.hkv * HD}),
-                         view(v, {B * T, s.hkv * HD}), B, T, s.hq, s.hkv, to, tp);
-  DVec pref(probs.size());
-  const DVec oref = attn_ref(to_d(q), to_d(k), to_d(v), s, &pref);
+  const int64_t N = s.b * s.t;
+  Vec q = random_vec(N * s.hq * HD, 1, -2, 2), k = random_vec(N * s.hkv * HD, 2, -2, 2),
+      v = random_vec(N * s.hkv * HD, 3);
+  Vec out = nan_vec(q.size()), lse = nan_vec(s.b * s.hq * s.t);
+  Tensor to = view(out, {N, s.hq * HD}), tl = view(lse, {s.b, s.hq, s.t});
+  cpu::attention_forward(view(q, {N, s.hq * HD}), view(k, {N, s.hkv * HD}),
+                         view(v, {N, s.hkv * HD}), s.b, s.t, s.hq, s.hkv, to, tl);
+  DVec lref(lse.size());
+  const DVec oref = attn_ref(to_d(q), to_d(k), to_d(v), s, &lref);
   expect_close(out, oref, kFwdTol, "out");
-  expect_close(probs, pref, kFwdTol, "probs");
-  for (int64_t bh = 0; bh < B * s.hq; ++bh)
-    for (int64_t i = 0; i < T; ++i)
-      for (int64_t j = i + 1; j < T; ++j) ASSERT_EQ(probs[(bh * T + i) * T + j], 0.0f);
+  expect_close(lse, lref, kFwdTol, "lse");
 }
 
 TEST_P(Attention, BackwardMatchesFiniteDifferences) {
   const AttnShape s = GetParam();
-  Vec q = random_vec(B * T * s.hq * HD, 4, -2, 2), k = random_vec(B * T * s.hkv * HD, 5, -2, 2),
-      v = random_vec(B * T * s.hkv * HD, 6), r = random_vec(q.size(), 7);
+  const int64_t N = s.b * s.t;
+  Vec q = random_vec(N * s.hq * HD, 4, -2, 2), k = random_vec(N * s.hkv * HD, 5, -2, 2),
+      v = random_vec(N * s.hkv * HD, 6), r = random_vec(q.size(), 7);
   const DVec qd = to_d(q), kd = to_d(k), vd = to_d(v), rd = to_d(r);
   const DVec fq = fd_grad([&](const DVec& x) { return dot(rd, attn_ref(x, kd, vd, s)); }, qd);
   const DVec fk = fd_grad([&](const DVec& x) { return dot(rd, attn_ref(qd, x, vd, s)); }, kd);
   const DVec fv = fd_grad([&](const DVec& x) { return dot(rd, attn_ref(qd, kd, x, s)); }, vd);
 
-  const Tensor tq = view(q, {B * T, s.hq * HD}), tk = view(k, {B * T, s.hkv * HD}),
-               tv = view(v, {B * T, s.hkv * HD});
-  Vec out(q.size()), probs(B * s.hq * T * T);
-  Tensor to = view(out, {B * T, s.hq * HD}), tp = view(probs, {B, s.hq, T, T});
-  cpu::attention_forward(tq, tk, tv, B, T, s.hq, s.hkv, to, tp);
+  const Tensor tq = view(q, {N, s.hq * HD}), tk = view(k, {N, s.hkv * HD}),
+               tv = view(v, {N, s.hkv * HD});
+  Vec out(q.size()), lse(s.b * s.hq * s.t);
+  Tensor to = view(out, {N, s.hq * HD}), tl = view(lse, {s.b, s.hq, s.t});
+  cpu::attention_forward(tq, tk, tv, s.b, s.t, s.hq, s.hkv, to, tl);
   Vec dq = nan_vec(q.size()), dk = nan_vec(k.size()), dv = nan_vec(v.size());  // written (=)
-  Tensor tdq = view(dq, {B * T, s.hq * HD}), tdk = view(dk, {B * T, s.hkv * HD}),
-         tdv = view(dv, {B * T, s.hkv * HD});
-  cpu::attention_backward(tq, tk, tv, tp, view(r, {B * T, s.hq * HD}), B, T, s.hq, s.hkv, tdq, tdk,
-                          tdv);
+  Tensor tdq = view(dq, {N, s.hq * HD}), tdk = view(dk, {N, s.hkv * HD}),
+         tdv = view(dv, {N, s.hkv * HD});
+  cpu::attention_backward(tq, tk, tv, to, tl, view(r, {N, s.hq * HD}), s.b, s.t, s.hq, s.hkv, tdq,
+                          tdk, tdv);
   expect_close(dq, fq, kBwdTol, "dq");
   expect_close(dk, fk, kBwdTol, "dk");
   expect_close(dv, fv, kBwdTol, "dv");
 }
 
 INSTANTIATE_TEST_SUITE_P(Heads, Attention,
-                         ::testing::Values(AttnShape{6, 2}, AttnShape{3, 3}, AttnShape{4, 1}),
+                         ::testing::Values(AttnShape{6, 2, B, T}, AttnShape{3, 3, B, T},
+                                           AttnShape{4, 1, B, T}, AttnShape{4, 2, 1, 70}),
                          [](const auto& info) {
                            return "Hq" + std::to_string(info.param.hq) + "_Hkv" +
-                                  std::to_string(info.param.hkv);
+                                  std::to_string(info.param.hkv) + "_T" +
+                                  std::to_string(info.param.t);
                          });
+
+// The forward's probabilities and the ones the backward recomputes from lse
+// must be the same bits, or the gradients are not those of the output. With
+// one head of width ≥ T, v_j = e_j and dout_i = e_i make both visible
+// exactly (every product is p·1 or p·0): out[i, j] = p_ij from the forward,
+// dv[j, i] = p_ij from the backward.
+TEST(AttentionFlash, BackwardRecomputesTheForwardsProbabilities) {
+  const int64_t t = 70, hd = 72;  // two row blocks
+  const Vec q = random_vec(t * hd, 8, -2, 2), k = random_vec(t * hd, 9, -2, 2);
+  Vec v(t * hd, 0.0f), dout(t * hd, 0.0f);
+  for (int64_t j = 0; j < t; ++j) v[j * hd + j] = dout[j * hd + j] = 1.0f;
+  Vec out = nan_vec(t * hd), lse = nan_vec(t), dq = nan_vec(t * hd), dk = nan_vec(t * hd),
+      dv = nan_vec(t * hd);
+  Tensor to = view(out, {t, hd}), tl = view(lse, {1, 1, t}), tdq = view(dq, {t, hd}),
+         tdk = view(dk, {t, hd}), tdv = view(dv, {t, hd});
+  const Tensor tq = view(q, {t, hd}), tk = view(k, {t, hd}), tv = view(v, {t, hd});
+  cpu::attention_forward(tq, tk, tv, 1, t, 1, 1, to, tl);
+  cpu::attention_backward(tq, tk, tv, to, tl, view(dout, {t, hd}), 1, t, 1, 1, tdq, tdk, tdv);
+  int64_t differ = 0;
+  for (int64_t i = 0; i < t; ++i)
+    for (int64_t j = 0; j < t; ++j) {
+      ASSERT_EQ(j > i, out[i * hd + j] == 0.0f) << "row " << i << " key " << j;
+      differ += std::memcmp(&out[i * hd + j], &dv[j * hd + i], sizeof(float)) != 0;
+    }
+  EXPECT_EQ(differ, 0) << "probabilities that differ between forward and backward";
+}
 
 }  // namespace
 }  // namespace dyt::test
