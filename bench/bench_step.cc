@@ -33,7 +33,7 @@
 #include "configs/cli.h"
 #include "configs/config.h"
 #include "trainer/grad_norm.h"
-#include "trainer/model.h"
+#include "trainer/model_instance.h"
 #include "trainer/named_tensors.h"
 #include "trainer/optimizer.h"
 #include "trainer/program.h"
@@ -98,7 +98,7 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-void write_shape(const std::string& path, const trainer::Model& model, const config::TrainConfig& t,
+void write_shape(const std::string& path, const trainer::ModelInstance& model, const config::TrainConfig& t,
                  int64_t micro_batches, uint64_t seed) {
   std::ofstream f(path);
   f.precision(17);
@@ -131,7 +131,7 @@ int run(int argc, char** argv) {
   const int64_t micro_batches = t.global_batch_tokens() / (B * T);  // validate() checked it divides
   const int64_t tokens_per_step = micro_batches * B * T;
 
-  trainer::Model model(cfg.model(), B, T, t.recompute());
+  trainer::ModelInstance model(cfg.model(), B, T, t.recompute());
   model.init(seed);
   trainer::AdamW optimizer(model.layout(), t);
   const int64_t n_params = model.layout().total();
@@ -162,12 +162,12 @@ int run(int argc, char** argv) {
   double last_loss = 0, last_norm = 0;
   for (int64_t step = 0; step < warmup + iters; ++step) {
     const auto t0 = Clock::now();
-    model.zero_grads();
+    model.params().zero_grads();
     double loss_sum = 0;
     for (int64_t m = 0; m < micro_batches; ++m)
       loss_sum += model.forward_backward(tokens.data() + m * B * T, targets.data() + m * B * T, grad_scale);
-    last_norm = trainer::clip_grad_norm(model.grads().data(), n_params, t.grad_clip());
-    optimizer.step(model.params().data(), model.grads().data(), trainer::learning_rate(step, t));
+    last_norm = trainer::clip_grad_norm(model.params().host_grads(), n_params, t.grad_clip());
+    optimizer.step(model.params(), trainer::learning_rate(step, t));
     const double s = std::chrono::duration<double>(Clock::now() - t0).count();
     last_loss = loss_sum / static_cast<double>(tokens_per_step);
     if (step >= warmup) times.push_back(s);

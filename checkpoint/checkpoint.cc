@@ -1,5 +1,6 @@
 #include "checkpoint/checkpoint.h"
 
+
 #include <fcntl.h>
 #include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
@@ -16,6 +17,7 @@
 #include <sstream>
 #include <system_error>
 
+#include "common/shape_text.h"
 #include "checkpoint/atomic_file.h"
 #include "checkpoint/manifest.pb.h"
 
@@ -180,11 +182,6 @@ Manifest parse_manifest(const std::string& path) {
   return m;
 }
 
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
 
 }  // namespace
 

@@ -1,5 +1,6 @@
 #include "checkpoint/safetensors.h"
 
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <set>
 #include <string_view>
 
+#include "common/shape_text.h"
 #include "checkpoint/atomic_file.h"
 #include "checkpoint/posix_fd.h"
 #include "checkpoint/json_lite.h"
@@ -38,14 +40,6 @@ int64_t checked_numel(const std::vector<int64_t>& shape) {
   return n;
 }
 
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) {
-    if (i) s += ", ";
-    s += std::to_string(shape[i]);
-  }
-  return s + "]";
-}
 
 void pread_all(int fd, void* data, size_t n, uint64_t offset, const std::string& path) {
   char* p = static_cast<char*>(data);

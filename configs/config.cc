@@ -371,6 +371,9 @@ std::vector<std::string> validate(const RunConfig& cfg) {
   if (t.max_nonfinite_steps() < 1)
     p.push_back("train.max_nonfinite_steps: must be >= 1, got " + std::to_string(t.max_nonfinite_steps()));
   if (t.precision() == PRECISION_UNSPECIFIED) p.push_back("train.precision: must be set (FP32 or BF16)");
+  if (t.device() == DEVICE_UNSPECIFIED) p.push_back("train.device: must be set (CPU or CUDA)");
+  if (t.device() == CPU && t.precision() == BF16)
+    p.push_back("train.precision: BF16 needs train.device: CUDA (the CPU backend computes in FP32)");
   if (seq_ok && maxlen_ok && t.seq_len() > m.max_seq_len())
     p.push_back("train.seq_len: " + std::to_string(t.seq_len()) + " exceeds model.max_seq_len = " +
                 std::to_string(m.max_seq_len()));

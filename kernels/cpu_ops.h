@@ -16,7 +16,9 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
+#include "kernels/op_params.h"
 #include "kernels/tensor.h"
 
 namespace dyt::cpu {
@@ -104,5 +106,18 @@ double cross_entropy_forward(const Tensor& logits, const Tensor& targets);
 // Returns the same loss sum as the forward, so a training step needs one pass.
 double cross_entropy_backward(const Tensor& logits, const Tensor& targets, float grad_scale,
                               Tensor& dlogits);
+
+// ---- Flat F32 buffers: the gradient norm and the optimizer -------------------------
+// Σ g[i]² in double over chunks of kernels::kSumSquaresChunk elements, each
+// summed in a fixed order (eight interleaved accumulators), the chunk partials
+// added in index order: the same bits on any number of threads. Non-finite
+// when any element is.
+double sum_squares(const float* g, int64_t n);
+// g ← g · factor.
+void scale_inplace(float* g, int64_t n, float factor);
+// One AdamW update, element by element in torch's fp32 operation order
+// (trainer/optimizer.h documents the formula; `s` holds its per-step scalars).
+void adamw_step(float* p, const float* g, float* m, float* v,
+                const std::vector<kernels::ParamSegment>& segments, const kernels::AdamWScalars& s);
 
 }  // namespace dyt::cpu

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "common/shape_text.h"
+
 namespace dyt::kernels {
 
 enum class DType { F32, BF16, I32, F64 };
@@ -55,16 +57,7 @@ inline const char* dtype_name(DType t) {
   return "?";
 }
 
-// "[2, 3, 4]": the one shape-to-text helper of the project.
-template <class Dims>
-std::string shape_text(const Dims& dims, int rank) {
-  std::string s = "[";
-  for (int i = 0; i < rank; ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
-  return s + "]";
-}
-inline std::string shape_text(const std::vector<int64_t>& dims) {
-  return shape_text(dims, static_cast<int>(dims.size()));
-}
+using dyt::shape_text;
 inline std::string shape_text(const Tensor& t) { return shape_text(t.shape, t.rank); }
 
 // Views of host fp32 / int32 memory, the common case on the CPU path.

@@ -43,7 +43,7 @@ MemoryPlan plan_memory(const config::RunConfig& cfg) {
   MemoryPlan p;
   p.parameters = layout.total();
   for (const trainer::ParamEntry& e : layout.entries())
-    p.parameters_per_rank += e.split == Split::None ? e.numel : e.numel / tp;
+    p.parameters_per_rank += e.split == Split::Replicated ? e.numel : e.numel / tp;
   const int64_t n = p.parameters_per_rank;
   p.weight_bytes = n * (bf16 ? 2 : 4);
   p.master_bytes = bf16 ? n * 4 : 0;

@@ -10,7 +10,7 @@
 #include "configs/cli.h"
 #include "configs/config.h"
 #include "trainer/data/token_shard.h"
-#include "trainer/model.h"
+#include "trainer/model_instance.h"
 #include "trainer/named_tensors.h"
 #include "trainer/program.h"
 
@@ -57,23 +57,26 @@ int run(int argc, char** argv) {
                             std::to_string(i) + " is outside model.vocab_size = " +
                             std::to_string(cfg.model().vocab_size()));
 
-  trainer::Model model(cfg.model(), batch, seq, /*recompute=*/false);
+  trainer::ModelInstance model(cfg.model(), batch, seq, /*recompute=*/false);
   if (args.options.count("weights")) {
     const std::string& path = args.options.at("weights");
-    trainer::load_named(model.layout(), checkpoint::read_safetensors(path), path,
-                        model.params().data());
+    std::vector<float> weights(static_cast<size_t>(model.layout().total()));
+    trainer::load_named(model.layout(), checkpoint::read_safetensors(path), path, weights.data());
+    model.params().set_master(weights.data());
   } else {
     model.init(seed);
   }
-  model.zero_grads();
+  model.params().zero_grads();
   const double loss = model.forward_backward(window.data(), window.data() + 1, 1.0f / n) / n;
 
   const std::filesystem::path out = args.options.at("out");
   std::filesystem::create_directories(out);
+  const std::vector<float> weights = model.params().master_to_host();
+  const std::vector<float> grads = model.params().grads_to_host();
   checkpoint::write_safetensors((out / "weights.safetensors").string(),
-                                trainer::named_views(model.layout(), model.params().data()));
+                                trainer::named_views(model.layout(), weights.data()));
   checkpoint::write_safetensors((out / "grads.safetensors").string(),
-                                trainer::named_views(model.layout(), model.grads().data()));
+                                trainer::named_views(model.layout(), grads.data()));
   char buf[64];
   std::snprintf(buf, sizeof buf, "{\"loss\": %.17g}\n", loss);
   trainer::write_text_file((out / "loss.json").string(), buf);

@@ -1,46 +1,12 @@
 #include "trainer/grad_norm.h"
 
-#include <algorithm>
+#include "kernels/cpu_ops.h"
+
 #include <cmath>
-#include <vector>
 
 namespace dyt::trainer {
-namespace {
 
-// Σ x² over one chunk in a fixed order: eight interleaved double
-// accumulators (vectorisable, still deterministic), then combined in order.
-double chunk_sum_squares(const float* g, int64_t n) {
-  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; ++k) {
-      const double x = g[i + k];
-      acc[k] += x * x;
-    }
-  for (int k = 0; i < n; ++i, ++k) {
-    const double x = g[i];
-    acc[k] += x * x;
-  }
-  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-}
-
-}  // namespace
-
-double grad_sum_squares(const float* g, int64_t n) {
-  if (n <= 0) return 0.0;
-  const int64_t chunks = (n + kNormChunk - 1) / kNormChunk;
-  if (chunks == 1) return chunk_sum_squares(g, n);
-  std::vector<double> partial(static_cast<size_t>(chunks));
-#pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t begin = c * kNormChunk;
-    const int64_t len = std::min(kNormChunk, n - begin);
-    partial[static_cast<size_t>(c)] = chunk_sum_squares(g + begin, len);
-  }
-  double total = 0.0;
-  for (double p : partial) total += p;
-  return total;
-}
+double grad_sum_squares(const float* g, int64_t n) { return cpu::sum_squares(g, n); }
 
 double global_grad_norm(const float* g, int64_t n) { return std::sqrt(grad_sum_squares(g, n)); }
 
@@ -60,9 +26,7 @@ double clip_coefficient(double norm, double max_norm) {
 double clip_grads(float* g, int64_t n, double norm, double max_norm) {
   const double coef = clip_coefficient(norm, max_norm);
   if (coef >= 1.0) return 1.0;
-  const float c = static_cast<float>(coef);
-#pragma omp parallel for schedule(static) if (n > kNormChunk)
-  for (int64_t i = 0; i < n; ++i) g[i] *= c;
+  cpu::scale_inplace(g, n, static_cast<float>(coef));
   return coef;
 }
 

@@ -13,11 +13,13 @@
 
 #include <cstdint>
 
+#include "kernels/op_params.h"
+
 namespace dyt::trainer {
 
 // Elements per partial sum. Part of the numerical contract: changing it
 // changes the last bits of every norm.
-inline constexpr int64_t kNormChunk = int64_t{1} << 15;
+inline constexpr int64_t kNormChunk = kernels::kSumSquaresChunk;
 
 // Σ g[i]² in double (deterministic, see above). Non-finite if any g[i] is.
 double grad_sum_squares(const float* g, int64_t n);

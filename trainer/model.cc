@@ -1,257 +1,178 @@
 #include "trainer/model.h"
 
-#include <algorithm>
 #include <stdexcept>
-
-#include "kernels/cpu_ops.h"
-#include "trainer/init.h"
 
 namespace dyt::trainer {
 
-namespace {
-
+using kernels::AttentionShape;
 using kernels::Tensor;
 
-Tensor mat(const float* p, int64_t rows, int64_t cols) {
-  return kernels::cpu_f32(const_cast<float*>(p), {rows, cols});
-}
-Tensor vec(const float* p, int64_t n) { return kernels::cpu_f32(const_cast<float*>(p), {n}); }
-Tensor ids(const int32_t* p, int64_t n) { return kernels::cpu_i32(const_cast<int32_t*>(p), {n}); }
+namespace {
 
-// dW += dyᵀ·x into a view made on the spot.
-void weight_grad(const Tensor& dy, const Tensor& x, Tensor dw) { cpu::linear_backward_weight(dy, x, dw); }
+kernels::NormKind norm_kind(trainer::Norm n) {
+  switch (n) {
+    case trainer::Norm::RMSNorm: return kernels::NormKind::RMSNorm;
+    case trainer::Norm::DyISRU: return kernels::NormKind::DyISRU;
+    case trainer::Norm::DyT: break;
+  }
+  return kernels::NormKind::DyT;
+}
 
 }  // namespace
 
-Model::Model(const config::ModelConfig& config, int64_t batch, int64_t seq_len, bool recompute)
-    : dims_(model_dims(config)),
-      config_(config),
-      layout_(dims_),
-      batch_(batch),
-      seq_len_(seq_len),
-      rows_(batch * seq_len),
-      recompute_(recompute) {
-  if (batch <= 0 || seq_len <= 0) throw std::invalid_argument("Model: batch and seq_len must be > 0");
-  params_.assign(layout_.total(), 0.0f);
-  grads_.assign(layout_.total(), 0.0f);
-
-  embed_ = layout_.at("model.embed_tokens.weight").offset;
-  if (dims_.embed_scale) embed_scale_ = layout_.at("model.embed_scale").offset;
-  lm_head_ = layout_.at("lm_head.weight").offset;
-  final_norm_ = norm_offsets("model.norm");
-  for (int64_t l = 0; l < dims_.layers; ++l) {
-    LayerOffsets o;
-    o.attn_norm = norm_offsets(layer_name(l, "input_layernorm"));
-    o.ffn_norm = norm_offsets(layer_name(l, "post_attention_layernorm"));
-    o.q = layout_.at(layer_name(l, "self_attn.q_proj.weight")).offset;
-    o.k = layout_.at(layer_name(l, "self_attn.k_proj.weight")).offset;
-    o.v = layout_.at(layer_name(l, "self_attn.v_proj.weight")).offset;
-    o.o = layout_.at(layer_name(l, "self_attn.o_proj.weight")).offset;
-    o.gate = layout_.at(layer_name(l, "mlp.gate_proj.weight")).offset;
-    o.up = layout_.at(layer_name(l, "mlp.up_proj.weight")).offset;
-    o.down = layout_.at(layer_name(l, "mlp.down_proj.weight")).offset;
-    layer_offsets_.push_back(o);
+Model::Model(const ModelDims& dims, const ParamStore& params)
+    : dims_(dims),
+      params_(params),
+      be_(params.backend()),
+      kind_(norm_kind(dims.norm)),
+      eps_(static_cast<float>(dims.norm_eps)) {
+  embed_ = params.weight("model.embed_tokens.weight");
+  dembed_ = params.grad("model.embed_tokens.weight");
+  if (dims.embed_scale) {
+    embed_scale_ = params.f32_param("model.embed_scale");
+    dembed_scale_ = params.grad("model.embed_scale");
   }
-
-  const ActivationSizes s = activation_sizes(dims_, batch_, seq_len_);
-  layer_in_.assign(dims_.layers + 1, std::vector<float>(s.layer.x_in));
-  layer_acts_.resize(recompute_ ? 1 : dims_.layers);
-  for (LayerActs& a : layer_acts_) {
-    const LayerActivationSizes& z = s.layer;
-    a.a1.resize(z.a1), a.rstd1.resize(z.rstd1), a.q.resize(z.q), a.k.resize(z.k), a.v.resize(z.v);
-    a.lse.resize(z.lse), a.att.resize(z.att), a.x_mid.resize(z.x_mid), a.a2.resize(z.a2);
-    a.rstd2.resize(z.rstd2), a.gate.resize(z.gate), a.up.resize(z.up), a.act.resize(z.act);
+  lm_head_ = params.weight("lm_head.weight");
+  dlm_head_ = params.grad("lm_head.weight");
+  final_norm_ = norm("model.norm");
+  for (int64_t l = 0; l < dims.layers; ++l) {
+    Layer y;
+    y.attn_norm = norm(layer_name(l, "input_layernorm"));
+    y.ffn_norm = norm(layer_name(l, "post_attention_layernorm"));
+    const auto w = [&](const char* suffix, Tensor& value, Tensor& grad) {
+      value = params.weight(layer_name(l, suffix));
+      grad = params.grad(layer_name(l, suffix));
+    };
+    w("self_attn.q_proj.weight", y.q, y.dq);
+    w("self_attn.k_proj.weight", y.k, y.dk);
+    w("self_attn.v_proj.weight", y.v, y.dv);
+    w("self_attn.o_proj.weight", y.o, y.d_o);
+    w("mlp.gate_proj.weight", y.gate, y.dgate);
+    w("mlp.up_proj.weight", y.up, y.dup);
+    w("mlp.down_proj.weight", y.down, y.ddown);
+    layers_.push_back(y);
   }
-  embed_rows_.resize(s.embed);
-  final_a_.resize(s.final_a);
-  final_rstd_.resize(s.final_rstd);
-  logits_.resize(s.logits);
-
-  dresid_.resize(rows_ * dims_.d);
-  dnorm_.resize(rows_ * dims_.d);
-  datt_.resize(rows_ * dims_.q_dim());
-  dq_.resize(rows_ * dims_.q_dim());
-  dk_.resize(rows_ * dims_.kv_dim());
-  dv_.resize(rows_ * dims_.kv_dim());
-  dgate_.resize(rows_ * dims_.ffn);
-  dup_.resize(rows_ * dims_.ffn);
-  dact_.resize(rows_ * dims_.ffn);
-  if (dims_.embed_scale) dembed_.resize(rows_ * dims_.d);
 }
 
-Model::NormOffsets Model::norm_offsets(const std::string& prefix) const {
-  NormOffsets n;
-  n.weight = layout_.at(prefix + ".weight").offset;
-  if (dims_.has_alpha()) n.alpha = layout_.at(prefix + ".alpha").offset;
-  if (dims_.norm_bias) n.bias = layout_.at(prefix + ".bias").offset;
+Model::Norm Model::norm(const std::string& prefix) const {
+  Norm n;
+  n.p.gamma = params_.f32_param(prefix + ".weight");
+  n.g.gamma = params_.grad(prefix + ".weight");
+  if (dims_.has_alpha()) {
+    n.p.alpha = params_.f32_param(prefix + ".alpha");
+    n.g.alpha = params_.grad(prefix + ".alpha");
+  }
+  if (dims_.norm_bias) {
+    n.p.beta = params_.f32_param(prefix + ".bias");
+    n.g.beta = params_.grad(prefix + ".bias");
+  }
   return n;
 }
 
-void Model::init(uint64_t seed) { init_parameters(layout_, config_, seed, params_.data()); }
-
-void Model::zero_grads() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
-
-void Model::norm_forward(const NormOffsets& off, const float* x, float* y, float* rstd) const {
-  const float* P = params_.data();
-  const int64_t d = dims_.d;
-  Tensor tx = mat(x, rows_, d), ty = mat(y, rows_, d), gamma = vec(P + off.weight, d);
-  if (dims_.norm == Norm::RMSNorm) {
-    Tensor tr = vec(rstd, rows_);
-    cpu::rmsnorm_forward(tx, gamma, static_cast<float>(dims_.norm_eps), ty, tr);
-    return;
-  }
-  Tensor alpha = vec(P + off.alpha, 1);
-  Tensor beta = off.bias >= 0 ? vec(P + off.bias, d) : Tensor();
-  const Tensor* bp = off.bias >= 0 ? &beta : nullptr;
-  if (dims_.norm == Norm::DyT)
-    cpu::dyt_forward(tx, alpha, gamma, bp, ty);
-  else
-    cpu::dyisru_forward(tx, alpha, gamma, bp, ty);
+void Model::norm_forward(const Norm& n, const Tensor& x, const Tensor& y, const Tensor& rstd) {
+  be_.norm_forward(kind_, x, n.p, eps_, y, rstd);
 }
 
-void Model::norm_backward(const NormOffsets& off, const float* x, const float* rstd,
-                          const float* dy, float* dx) {
-  const float* P = params_.data();
-  float* G = grads_.data();
-  const int64_t d = dims_.d;
-  Tensor tx = mat(x, rows_, d), tdy = mat(dy, rows_, d), tdx = mat(dx, rows_, d);
-  Tensor gamma = vec(P + off.weight, d), dgamma = vec(G + off.weight, d);
-  if (dims_.norm == Norm::RMSNorm) {
-    cpu::rmsnorm_backward(tx, gamma, vec(rstd, rows_), tdy, tdx, dgamma);
-    return;
-  }
-  Tensor alpha = vec(P + off.alpha, 1), dalpha = vec(G + off.alpha, 1);
-  Tensor dbeta = off.bias >= 0 ? vec(G + off.bias, d) : Tensor();
-  Tensor* dbp = off.bias >= 0 ? &dbeta : nullptr;
-  if (dims_.norm == Norm::DyT)
-    cpu::dyt_backward(tx, alpha, gamma, tdy, tdx, dalpha, dgamma, dbp);
-  else
-    cpu::dyisru_backward(tx, alpha, gamma, tdy, tdx, dalpha, dgamma, dbp);
+void Model::norm_backward(const Norm& n, const Tensor& x, const Tensor& rstd, const Tensor& dy,
+                          const Tensor& dx) {
+  be_.norm_backward(kind_, x, n.p, rstd, dy, dx, n.g);
 }
 
-void Model::block_forward(int64_t l, LayerActs& a, float* out) {
-  const LayerOffsets& o = layer_offsets_[l];
-  const float* P = params_.data();
-  const int64_t n = rows_, d = dims_.d, qd = dims_.q_dim(), kvd = dims_.kv_dim(), f = dims_.ffn;
-  const float* x = layer_in_[l].data();
+void Model::block_forward(int64_t l, ActivationArena& acts) {
+  const Layer& w = layers_[static_cast<size_t>(l)];
+  const LayerActs& a = acts.layer(l);
+  const AttentionShape shape{acts.batch(), acts.seq_len(), dims_.heads, dims_.kv_heads};
+  const Tensor& x = acts.layer_in(l);
 
-  norm_forward(o.attn_norm, x, a.a1.data(), a.rstd1.data());
-  Tensor a1 = mat(a.a1.data(), n, d), q = mat(a.q.data(), n, qd), k = mat(a.k.data(), n, kvd),
-         v = mat(a.v.data(), n, kvd);
-  cpu::linear_forward(a1, mat(P + o.q, qd, d), q);
-  cpu::linear_forward(a1, mat(P + o.k, kvd, d), k);
-  cpu::linear_forward(a1, mat(P + o.v, kvd, d), v);
-  cpu::rope_forward(q, seq_len_, dims_.heads, dims_.rope_theta);
-  cpu::rope_forward(k, seq_len_, dims_.kv_heads, dims_.rope_theta);
-  Tensor att = mat(a.att.data(), n, qd);
-  Tensor lse = vec(a.lse.data(), static_cast<int64_t>(a.lse.size()));
-  cpu::attention_forward(q, k, v, batch_, seq_len_, dims_.heads, dims_.kv_heads, att, lse);
-  Tensor x_mid = mat(a.x_mid.data(), n, d);
-  cpu::linear_forward(att, mat(P + o.o, d, qd), x_mid);
-  cpu::add_inplace(x_mid, mat(x, n, d));
+  norm_forward(w.attn_norm, x, a.a1, a.rstd1);
+  be_.linear_forward(a.a1, w.q, a.q);
+  be_.linear_forward(a.a1, w.k, a.k);
+  be_.linear_forward(a.a1, w.v, a.v);
+  be_.rope_forward(a.q, acts.seq_len(), dims_.heads, dims_.rope_theta);
+  be_.rope_forward(a.k, acts.seq_len(), dims_.kv_heads, dims_.rope_theta);
+  be_.attention_forward(a.q, a.k, a.v, shape, a.att, a.lse);
+  // x_mid = x + o_proj(att), and the FFN norm of it, in one fused op.
+  be_.linear_forward(a.att, w.o, a.x_mid);
+  be_.residual_norm_forward(kind_, x, a.x_mid, w.ffn_norm.p, eps_, a.x_mid, a.a2, a.rstd2);
 
-  norm_forward(o.ffn_norm, a.x_mid.data(), a.a2.data(), a.rstd2.data());
-  Tensor a2 = mat(a.a2.data(), n, d), gate = mat(a.gate.data(), n, f), up = mat(a.up.data(), n, f),
-         act = mat(a.act.data(), n, f);
-  cpu::linear_forward(a2, mat(P + o.gate, f, d), gate);
-  cpu::linear_forward(a2, mat(P + o.up, f, d), up);
-  cpu::swiglu_forward(gate, up, act);
-  Tensor y = mat(out, n, d);
-  cpu::linear_forward(act, mat(P + o.down, d, f), y);
-  cpu::add_inplace(y, x_mid);
+  be_.linear_forward(a.a2, w.gate, a.gate);
+  be_.linear_forward(a.a2, w.up, a.up);
+  be_.swiglu_forward(a.gate, a.up, a.act);
+  const Tensor& out = acts.layer_in(l + 1);
+  be_.linear_forward(a.act, w.down, out);
+  be_.add_inplace(out, a.x_mid);
 }
 
-void Model::block_backward(int64_t l, LayerActs& a, float* dresid) {
-  const LayerOffsets& o = layer_offsets_[l];
-  const float* P = params_.data();
-  float* G = grads_.data();
-  const int64_t n = rows_, d = dims_.d, qd = dims_.q_dim(), kvd = dims_.kv_dim(), f = dims_.ffn;
-  Tensor dres = mat(dresid, n, d), dnorm = mat(dnorm_.data(), n, d);
+void Model::block_backward(int64_t l, ActivationArena& acts) {
+  const Layer& w = layers_[static_cast<size_t>(l)];
+  const LayerActs& a = acts.layer(l);
+  const AttentionShape shape{acts.batch(), acts.seq_len(), dims_.heads, dims_.kv_heads};
+  const Tensor& dres = acts.dresid;
 
   // FFN: out = x_mid + down(silu(gate(a2)) ⊙ up(a2)).
-  Tensor dact = mat(dact_.data(), n, f), dgate = mat(dgate_.data(), n, f), dup = mat(dup_.data(), n, f);
-  Tensor a2 = mat(a.a2.data(), n, d);
-  cpu::linear_backward_input(dres, mat(P + o.down, d, f), dact, false);
-  weight_grad(dres, mat(a.act.data(), n, f), mat(G + o.down, d, f));
-  cpu::swiglu_backward(mat(a.gate.data(), n, f), mat(a.up.data(), n, f), dact, dgate, dup);
-  cpu::linear_backward_input(dgate, mat(P + o.gate, f, d), dnorm, false);
-  cpu::linear_backward_input(dup, mat(P + o.up, f, d), dnorm, true);
-  weight_grad(dgate, a2, mat(G + o.gate, f, d));
-  weight_grad(dup, a2, mat(G + o.up, f, d));
-  norm_backward(o.ffn_norm, a.x_mid.data(), a.rstd2.data(), dnorm_.data(), dresid);
+  be_.linear_backward_input(dres, w.down, acts.dact, false);
+  be_.linear_backward_weight(dres, a.act, w.ddown);
+  be_.swiglu_backward(a.gate, a.up, acts.dact, acts.dgate, acts.dup);
+  be_.linear_backward_input(acts.dgate, w.gate, acts.dnorm, false);
+  be_.linear_backward_input(acts.dup, w.up, acts.dnorm, true);
+  be_.linear_backward_weight(acts.dgate, a.a2, w.dgate);
+  be_.linear_backward_weight(acts.dup, a.a2, w.dup);
+  // Through the fused residual + FFN norm: dres += norm's dx.
+  be_.residual_norm_backward(kind_, a.x_mid, w.ffn_norm.p, a.rstd2, acts.dnorm, dres, dres,
+                             w.ffn_norm.g);
 
   // Attention: x_mid = x + o_proj(attention(rope(q), rope(k), v)).
-  Tensor datt = mat(datt_.data(), n, qd), dq = mat(dq_.data(), n, qd), dk = mat(dk_.data(), n, kvd),
-         dv = mat(dv_.data(), n, kvd);
-  Tensor a1 = mat(a.a1.data(), n, d);
-  cpu::linear_backward_input(dres, mat(P + o.o, d, qd), datt, false);
-  weight_grad(dres, mat(a.att.data(), n, qd), mat(G + o.o, d, qd));
-  cpu::attention_backward(mat(a.q.data(), n, qd), mat(a.k.data(), n, kvd), mat(a.v.data(), n, kvd),
-                          mat(a.att.data(), n, qd),
-                          vec(a.lse.data(), static_cast<int64_t>(a.lse.size())), datt, batch_,
-                          seq_len_, dims_.heads, dims_.kv_heads, dq, dk, dv);
-  cpu::rope_backward(dq, seq_len_, dims_.heads, dims_.rope_theta);
-  cpu::rope_backward(dk, seq_len_, dims_.kv_heads, dims_.rope_theta);
-  cpu::linear_backward_input(dq, mat(P + o.q, qd, d), dnorm, false);
-  cpu::linear_backward_input(dk, mat(P + o.k, kvd, d), dnorm, true);
-  cpu::linear_backward_input(dv, mat(P + o.v, kvd, d), dnorm, true);
-  weight_grad(dq, a1, mat(G + o.q, qd, d));
-  weight_grad(dk, a1, mat(G + o.k, kvd, d));
-  weight_grad(dv, a1, mat(G + o.v, kvd, d));
-  norm_backward(o.attn_norm, layer_in_[l].data(), a.rstd1.data(), dnorm_.data(), dresid);
+  be_.linear_backward_input(dres, w.o, acts.datt, false);
+  be_.linear_backward_weight(dres, a.att, w.d_o);
+  be_.attention_backward(a.q, a.k, a.v, a.att, a.lse, acts.datt, shape, acts.dq, acts.dk, acts.dv);
+  be_.rope_backward(acts.dq, acts.seq_len(), dims_.heads, dims_.rope_theta);
+  be_.rope_backward(acts.dk, acts.seq_len(), dims_.kv_heads, dims_.rope_theta);
+  be_.linear_backward_input(acts.dq, w.q, acts.dnorm, false);
+  be_.linear_backward_input(acts.dk, w.k, acts.dnorm, true);
+  be_.linear_backward_input(acts.dv, w.v, acts.dnorm, true);
+  be_.linear_backward_weight(acts.dq, a.a1, w.dq);
+  be_.linear_backward_weight(acts.dk, a.a1, w.dk);
+  be_.linear_backward_weight(acts.dv, a.a1, w.dv);
+  norm_backward(w.attn_norm, acts.layer_in(l), a.rstd1, acts.dnorm, dres);
 }
 
-double Model::forward(const int32_t* tokens, const int32_t* targets) {
-  const float* P = params_.data();
-  const int64_t n = rows_, d = dims_.d;
-  Tensor x0 = mat(layer_in_[0].data(), n, d);
-  Tensor table = mat(P + embed_, dims_.vocab, d);
+void Model::forward(ActivationArena& acts, bool with_loss) {
+  const Tensor& x0 = acts.layer_in(0);
   if (dims_.embed_scale) {
-    Tensor e = mat(embed_rows_.data(), n, d);
-    cpu::embedding_forward(ids(tokens, n), table, e);
-    cpu::scale_forward(e, P[embed_scale_], x0);
+    be_.embedding_forward(acts.tokens, embed_, acts.embed_rows);
+    be_.scale_forward(acts.embed_rows, embed_scale_, x0);
   } else {
-    cpu::embedding_forward(ids(tokens, n), table, x0);
+    be_.embedding_forward(acts.tokens, embed_, x0);
   }
-  for (int64_t l = 0; l < dims_.layers; ++l) block_forward(l, acts_for(l), layer_in_[l + 1].data());
-  norm_forward(final_norm_, layer_in_[dims_.layers].data(), final_a_.data(), final_rstd_.data());
-  Tensor logits = mat(logits_.data(), n, dims_.vocab);
-  cpu::linear_forward(mat(final_a_.data(), n, d), mat(P + lm_head_, dims_.vocab, d), logits);
-  return targets ? cpu::cross_entropy_forward(logits, ids(targets, n)) : 0.0;
+  for (int64_t l = 0; l < dims_.layers; ++l) block_forward(l, acts);
+  norm_forward(final_norm_, acts.layer_in(dims_.layers), acts.final_a, acts.final_rstd);
+  be_.linear_forward(acts.final_a, lm_head_, acts.logits);
+  if (with_loss) be_.cross_entropy(acts.logits, acts.targets, 0.0f, nullptr, acts.loss_sum);
 }
 
-double Model::forward_backward(const int32_t* tokens, const int32_t* targets, float grad_scale) {
-  const float* P = params_.data();
-  float* G = grads_.data();
-  const int64_t n = rows_, d = dims_.d;
-  forward(tokens, nullptr);
+void Model::forward_backward(ActivationArena& acts, float grad_scale) {
+  forward(acts, false);
 
-  Tensor logits = mat(logits_.data(), n, dims_.vocab);
-  const double loss = cpu::cross_entropy_backward(logits, ids(targets, n), grad_scale, logits);
-  Tensor dnorm = mat(dnorm_.data(), n, d);
-  cpu::linear_backward_input(logits, mat(P + lm_head_, dims_.vocab, d), dnorm, false);
-  weight_grad(logits, mat(final_a_.data(), n, d), mat(G + lm_head_, dims_.vocab, d));
-  std::fill(dresid_.begin(), dresid_.end(), 0.0f);
-  norm_backward(final_norm_, layer_in_[dims_.layers].data(), final_rstd_.data(), dnorm_.data(),
-                dresid_.data());
+  // The loss and dlogits in one pass, in place of the logits.
+  be_.cross_entropy(acts.logits, acts.targets, grad_scale, &acts.logits, acts.loss_sum);
+  be_.linear_backward_input(acts.logits, lm_head_, acts.dnorm, false);
+  be_.linear_backward_weight(acts.logits, acts.final_a, dlm_head_);
+  be_.zero(acts.dresid);
+  norm_backward(final_norm_, acts.layer_in(dims_.layers), acts.final_rstd, acts.dnorm, acts.dresid);
 
   for (int64_t l = dims_.layers - 1; l >= 0; --l) {
     // Under recomputation the block's activations are rebuilt from its saved
-    // input; the rebuilt output equals layer_in_[l + 1] bit for bit.
-    if (recompute_) block_forward(l, acts_for(l), layer_in_[l + 1].data());
-    block_backward(l, acts_for(l), dresid_.data());
+    // input; the rebuilt output equals layer_in(l + 1) bit for bit.
+    if (acts.recompute()) block_forward(l, acts);
+    block_backward(l, acts);
   }
 
-  Tensor dx0 = mat(dresid_.data(), n, d);
-  Tensor dtable = mat(G + embed_, dims_.vocab, d);
   if (dims_.embed_scale) {
-    Tensor de = mat(dembed_.data(), n, d);
-    cpu::scale_backward(mat(embed_rows_.data(), n, d), dx0, P[embed_scale_], de, G + embed_scale_);
-    cpu::embedding_backward(ids(tokens, n), de, dtable);
+    be_.scale_backward(acts.embed_rows, acts.dresid, embed_scale_, acts.dembed, dembed_scale_);
+    be_.embedding_backward(acts.tokens, acts.dembed, dembed_);
   } else {
-    cpu::embedding_backward(ids(tokens, n), dx0, dtable);
+    be_.embedding_backward(acts.tokens, acts.dresid, dembed_);
   }
-  return loss;
 }
 
 }  // namespace dyt::trainer

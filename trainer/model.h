@@ -1,82 +1,61 @@
-// The LLaMA-DyT decoder on the CPU: explicit forward and backward through the
-// ops of kernels/cpu_ops.h over one flat parameter buffer and one flat
-// gradient buffer laid out by ParamLayout.
+// The LLaMA-DyT decoder's math: explicit forward and backward through the ops
+// of a kernels::Backend. It owns no storage: parameters and gradients live in
+// a ParamStore, activations in an ActivationArena, both on the same backend.
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
-#include "configs/config.h"
-#include "trainer/activations.h"
+#include "kernels/backend.h"
+#include "trainer/activation_arena.h"
 #include "trainer/model_dims.h"
-#include "trainer/param_layout.h"
+#include "trainer/param_store.h"
 
 namespace dyt::trainer {
 
 class Model {
  public:
-  // Buffers are sized for micro-batches of `batch` sequences of `seq_len`.
-  Model(const config::ModelConfig& config, int64_t batch, int64_t seq_len, bool recompute);
+  Model(const ModelDims& dims, const ParamStore& params);
 
   const ModelDims& dims() const { return dims_; }
-  const ParamLayout& layout() const { return layout_; }
-  int64_t batch() const { return batch_; }
-  int64_t seq_len() const { return seq_len_; }
 
-  std::vector<float>& params() { return params_; }
-  const std::vector<float>& params() const { return params_; }
-  std::vector<float>& grads() { return grads_; }
-  const std::vector<float>& grads() const { return grads_; }
-
-  void init(uint64_t seed);
-  void zero_grads();
-
-  // tokens and targets are [batch · seq_len] ids in [0, vocab). Returns the sum
-  // of the per-token cross-entropy losses (in double).
-  double forward(const int32_t* tokens, const int32_t* targets);
-  // Forward, then backward of grad_scale · (loss sum), ACCUMULATING into the
-  // gradient buffer (micro-batches add up). Returns the loss sum.
-  double forward_backward(const int32_t* tokens, const int32_t* targets, float grad_scale);
+  // Forward of the micro-batch in acts.tokens; with targets, adds the sum of
+  // its per-token cross-entropy losses to acts.loss_sum.
+  void forward(ActivationArena& acts, bool with_loss);
+  // Forward, then the backward of grad_scale · (loss sum), ACCUMULATING into
+  // the gradients (micro-batches add up); the loss sum goes to acts.loss_sum.
+  void forward_backward(ActivationArena& acts, float grad_scale);
 
  private:
-  struct NormOffsets {
-    int64_t weight = -1, alpha = -1, bias = -1;
+  struct Norm {
+    kernels::NormParams p, g;  // parameters and their gradients
   };
-  struct LayerOffsets {
-    NormOffsets attn_norm, ffn_norm;
-    int64_t q = -1, k = -1, v = -1, o = -1, gate = -1, up = -1, down = -1;
-  };
-  struct LayerActs {
-    std::vector<float> a1, rstd1, q, k, v, lse, att, x_mid, a2, rstd2, gate, up, act;
+  struct Layer {
+    Norm attn_norm, ffn_norm;
+    kernels::Tensor q, k, v, o, gate, up, down;         // weights (working copy)
+    kernels::Tensor dq, dk, dv, d_o, dgate, dup, ddown;  // their gradients (F32)
   };
 
-  NormOffsets norm_offsets(const std::string& prefix) const;
-  void norm_forward(const NormOffsets& off, const float* x, float* y, float* rstd) const;
-  void norm_backward(const NormOffsets& off, const float* x, const float* rstd, const float* dy,
-                     float* dx);
-  // Block l from its input x (layer_in_[l]) to out (the next block's input).
-  void block_forward(int64_t l, LayerActs& acts, float* out);
-  // Backward of block l; dresid holds d(out) on entry and d(x) on exit.
-  void block_backward(int64_t l, LayerActs& acts, float* dresid);
-  LayerActs& acts_for(int64_t l) { return recompute_ ? layer_acts_[0] : layer_acts_[l]; }
+  Norm norm(const std::string& prefix) const;
+  void norm_forward(const Norm& n, const kernels::Tensor& x, const kernels::Tensor& y,
+                    const kernels::Tensor& rstd);
+  void norm_backward(const Norm& n, const kernels::Tensor& x, const kernels::Tensor& rstd,
+                     const kernels::Tensor& dy, const kernels::Tensor& dx);
+  // Block l from acts.layer_in(l) to acts.layer_in(l + 1).
+  void block_forward(int64_t l, ActivationArena& acts);
+  // Backward of block l; acts.dresid holds d(out) on entry and d(x) on exit.
+  void block_backward(int64_t l, ActivationArena& acts);
 
   ModelDims dims_;
-  config::ModelConfig config_;
-  ParamLayout layout_;
-  int64_t batch_, seq_len_, rows_;
-  bool recompute_;
-
-  std::vector<float> params_, grads_;
-  std::vector<LayerOffsets> layer_offsets_;
-  NormOffsets final_norm_;
-  int64_t embed_ = -1, embed_scale_ = -1, lm_head_ = -1;
-
-  // Activations (sizes from activation_sizes()).
-  std::vector<std::vector<float>> layer_in_;  // layers + 1 residual streams; the last feeds the final norm
-  std::vector<LayerActs> layer_acts_;         // one per block, or one shared under recompute
-  std::vector<float> embed_rows_, final_a_, final_rstd_, logits_;
-  // Backward scratch.
-  std::vector<float> dresid_, dnorm_, datt_, dq_, dk_, dv_, dgate_, dup_, dact_, dembed_;
+  const ParamStore& params_;
+  kernels::Backend& be_;
+  kernels::NormKind kind_;
+  float eps_;
+  std::vector<Layer> layers_;
+  Norm final_norm_;
+  kernels::Tensor embed_, embed_scale_, lm_head_;      // parameters
+  kernels::Tensor dembed_, dembed_scale_, dlm_head_;   // gradients
 };
 
 }  // namespace dyt::trainer

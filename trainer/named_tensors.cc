@@ -1,19 +1,11 @@
 #include "trainer/named_tensors.h"
 
+#include "common/shape_text.h"
+
 #include <algorithm>
 #include <sstream>
 
 namespace dyt::trainer {
-
-namespace {
-
-std::string shape_str(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
-}  // namespace
 
 std::vector<checkpoint::TensorRef> named_views(const ParamLayout& layout, const float* buffer) {
   std::vector<checkpoint::TensorRef> refs;
@@ -30,8 +22,8 @@ void load_named(const ParamLayout& layout,
       throw checkpoint::CheckpointError(source + ": missing tensor " + e.name);
     if (it->second.shape != e.shape)
       throw checkpoint::CheckpointError(source + ": tensor " + e.name + " has shape " +
-                                        shape_str(it->second.shape) + ", the model expects " +
-                                        shape_str(e.shape));
+                                        shape_text(it->second.shape) + ", the model expects " +
+                                        shape_text(e.shape));
     std::copy(it->second.data.begin(), it->second.data.end(), buffer + e.offset);
   }
   for (const auto& [name, t] : tensors)

@@ -16,8 +16,9 @@ std::string num(double x) {
 
 }  // namespace
 
-AdamW::AdamW(const ParamLayout& layout, const config::TrainConfig& t)
-    : total_(layout.total()),
+AdamW::AdamW(const ParamLayout& layout, const config::TrainConfig& t, kernels::Backend& backend)
+    : backend_(backend),
+      total_(layout.total()),
       beta1_(t.beta1()),
       beta2_(t.beta2()),
       eps_(t.adam_eps()),
@@ -36,15 +37,15 @@ AdamW::AdamW(const ParamLayout& layout, const config::TrainConfig& t)
       throw std::invalid_argument("AdamW: layout is not contiguous at " + e.name);
     expect = e.offset + e.numel;
     if (e.numel == 0) continue;
-    const bool decay = e.weight_decay();
+    const bool decay = e.weight_decay() && weight_decay_ != 0.0;
     if (!segments_.empty() && segments_.back().decay == decay && segments_.back().end == e.offset)
       segments_.back().end = expect;
     else
       segments_.push_back({e.offset, expect, decay});
   }
   if (expect != total_) throw std::invalid_argument("AdamW: layout entries do not cover its total");
-  exp_avg_.assign(static_cast<size_t>(total_), 0.0f);
-  exp_avg_sq_.assign(static_cast<size_t>(total_), 0.0f);
+  exp_avg_ = backend.allocate(kernels::DType::F32, total_);
+  exp_avg_sq_ = backend.allocate(kernels::DType::F32, total_);
 }
 
 void AdamW::set_steps_taken(int64_t steps) {
@@ -52,44 +53,59 @@ void AdamW::set_steps_taken(int64_t steps) {
   steps_ = steps;
 }
 
-void AdamW::step(float* params, const float* grads, double lr) {
-  ++steps_;
-  // Scalars as torch computes them (Python floats), rounded to float where
-  // an fp32 kernel consumes them.
-  const double t = static_cast<double>(steps_);
+kernels::AdamWScalars AdamW::scalars(int64_t steps, double lr) const {
+  // As torch computes them (Python floats), rounded to float where an fp32
+  // kernel consumes them.
+  const double t = static_cast<double>(steps);
   const double bias_correction1 = 1.0 - std::pow(beta1_, t);
   const double bias_correction2 = 1.0 - std::pow(beta2_, t);
-  const float neg_step_size = static_cast<float>(-(lr / bias_correction1));
-  const float bc2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
-  const float decay = static_cast<float>(1.0 - lr * weight_decay_);
-  const bool any_decay = weight_decay_ != 0.0;
-  const float b1 = static_cast<float>(beta1_);
-  const float one_minus_b1 = static_cast<float>(1.0 - beta1_);
-  const float b2 = static_cast<float>(beta2_);
-  const float one_minus_b2 = static_cast<float>(1.0 - beta2_);
-  const float eps = static_cast<float>(eps_);
+  kernels::AdamWScalars s;
+  s.neg_step_size = static_cast<float>(-(lr / bias_correction1));
+  s.bc2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
+  s.decay = static_cast<float>(1.0 - lr * weight_decay_);
+  s.beta1 = static_cast<float>(beta1_);
+  s.one_minus_beta1 = static_cast<float>(1.0 - beta1_);
+  s.beta2 = static_cast<float>(beta2_);
+  s.one_minus_beta2 = static_cast<float>(1.0 - beta2_);
+  s.eps = static_cast<float>(eps_);
+  return s;
+}
 
-  float* __restrict m = exp_avg_.data();
-  float* __restrict v = exp_avg_sq_.data();
-  float* __restrict p = params;
-  const float* __restrict g = grads;
+void AdamW::update(const kernels::Tensor& params, const kernels::Tensor& grads,
+                   const kernels::Tensor* work, double lr) {
+  ++steps_;
+  backend_.adamw_step(params, grads, exp_avg(), exp_avg_sq(), segments_, scalars(steps_, lr), work);
+}
 
-#pragma omp parallel if (total_ > 65536)
-  for (const Segment& s : segments_) {
-    const bool decay_here = s.decay && any_decay;
-#pragma omp for schedule(static) nowait
-    for (int64_t i = s.begin; i < s.end; ++i) {
-      float pi = p[i];
-      if (decay_here) pi = pi * decay;                     // param.mul_(1 - lr*wd)
-      const float gi = g[i];
-      const float mi = m[i] * b1 + one_minus_b1 * gi;      // exp_avg.mul_(β1).add_(g, 1-β1)
-      const float vi = v[i] * b2 + (one_minus_b2 * gi) * gi;  // exp_avg_sq.mul_(β2).addcmul_(g, g, 1-β2)
-      const float denom = std::sqrt(vi) / bc2_sqrt + eps;  // (v.sqrt() / sqrt(bc2)).add_(ε)
-      p[i] = pi + (neg_step_size * mi) / denom;            // param.addcdiv_(m, denom, -step_size)
-      m[i] = mi;
-      v[i] = vi;
-    }
-  }
+void AdamW::step(ParamStore& params, double lr) {
+  if (&params.backend() != &backend_)
+    throw std::invalid_argument("AdamW::step: parameters and optimizer state are on different backends");
+  const kernels::Tensor work = params.work();
+  update(params.master(), params.grads(), params.has_work_copy() ? &work : nullptr, lr);
+}
+
+void AdamW::step(float* params, const float* grads, double lr) {
+  if (backend_.device() != kernels::Device::CPU)
+    throw std::logic_error("AdamW::step(float*): host buffers need the CPU backend");
+  update(kernels::cpu_f32(params, {total_}), kernels::cpu_f32(const_cast<float*>(grads), {total_}),
+         nullptr, lr);
+}
+
+std::vector<float> AdamW::exp_avg_to_host() const {
+  std::vector<float> out(static_cast<size_t>(total_));
+  backend_.download(exp_avg(), out.data());
+  return out;
+}
+
+std::vector<float> AdamW::exp_avg_sq_to_host() const {
+  std::vector<float> out(static_cast<size_t>(total_));
+  backend_.download(exp_avg_sq(), out.data());
+  return out;
+}
+
+void AdamW::set_moments(const float* exp_avg_host, const float* exp_avg_sq_host) {
+  backend_.upload(exp_avg_host, exp_avg());
+  backend_.upload(exp_avg_sq_host, exp_avg_sq());
 }
 
 }  // namespace dyt::trainer

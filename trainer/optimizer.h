@@ -15,8 +15,10 @@
 // decay factor) are computed in double as torch does in Python, then rounded
 // to float; the per-element arithmetic is fp32 in torch's operation order,
 // so results agree with torch to a few ulps (tests/trainer/optimizer).
-// The element loop runs under OpenMP; every element is independent, so the
-// result does not depend on the number of threads.
+// The element loop is the backend's (kernels::Backend::adamw_step): on the
+// CPU under OpenMP, every element independent, so the result does not depend
+// on the number of threads; on CUDA the same fp32 operations per element.
+// The moments live on the backend beside the parameters.
 //
 // Gradient clipping is not done here: see trainer/grad_norm.h.
 #pragma once
@@ -25,30 +27,44 @@
 #include <vector>
 
 #include "configs/config.h"
+#include "kernels/backend.h"
+#include "kernels/cpu/cpu_backend.h"
 #include "trainer/param_layout.h"
+#include "trainer/param_store.h"
 
 namespace dyt::trainer {
 
 class AdamW {
  public:
-  // Reads beta1, beta2, adam_eps and weight_decay from `t`; sizes the state
-  // to layout.total(). Throws std::invalid_argument on values that
-  // config::validate() would reject (β outside [0, 1), ε <= 0, wd < 0).
-  AdamW(const ParamLayout& layout, const config::TrainConfig& t);
+  // Reads beta1, beta2, adam_eps and weight_decay from `t`; allocates the
+  // state (zeros) for layout.total() parameters on `backend`. Throws
+  // std::invalid_argument on values that config::validate() would reject
+  // (β outside [0, 1), ε <= 0, wd < 0).
+  AdamW(const ParamLayout& layout, const config::TrainConfig& t,
+        kernels::Backend& backend = kernels::cpu_backend());
 
-  // One update of params[0, layout.total()) from grads (same offsets) at
-  // learning rate `lr` (usually learning_rate(steps_taken(), t)).
+  // One update of the store's master weights from its gradients at learning
+  // rate `lr` (usually learning_rate(steps_taken(), t)); the BF16 working
+  // copy, when there is one, receives the result in the same pass.
+  void step(ParamStore& params, double lr);
+  // The same on host buffers of layout.total() floats (CPU backend only).
   void step(float* params, const float* grads, double lr);
+
+  // The scalars of update number t (1-based) at learning rate lr.
+  kernels::AdamWScalars scalars(int64_t t, double lr) const;
 
   // Completed steps (t of the last update; 0 before the first).
   int64_t steps_taken() const { return steps_; }
-  // For resuming from a checkpoint together with exp_avg()/exp_avg_sq().
+  // For resuming from a checkpoint together with set_moments().
   void set_steps_taken(int64_t steps);
 
-  std::vector<float>& exp_avg() { return exp_avg_; }
-  std::vector<float>& exp_avg_sq() { return exp_avg_sq_; }
-  const std::vector<float>& exp_avg() const { return exp_avg_; }
-  const std::vector<float>& exp_avg_sq() const { return exp_avg_sq_; }
+  // The moments on the backend (F32 [layout.total()]).
+  kernels::Tensor exp_avg() const { return exp_avg_.flat(); }
+  kernels::Tensor exp_avg_sq() const { return exp_avg_sq_.flat(); }
+  std::vector<float> exp_avg_to_host() const;
+  std::vector<float> exp_avg_sq_to_host() const;
+  // Both moments from host buffers of layout.total() floats.
+  void set_moments(const float* exp_avg, const float* exp_avg_sq);
 
   double beta1() const { return beta1_; }
   double beta2() const { return beta2_; }
@@ -56,19 +72,17 @@ class AdamW {
   double weight_decay() const { return weight_decay_; }
 
  private:
-  // Maximal runs of consecutive layout entries with the same decay flag.
-  struct Segment {
-    int64_t begin = 0;
-    int64_t end = 0;
-    bool decay = false;
-  };
+  void update(const kernels::Tensor& params, const kernels::Tensor& grads,
+              const kernels::Tensor* work, double lr);
 
-  std::vector<Segment> segments_;
+  kernels::Backend& backend_;
+  // Maximal runs of consecutive layout entries with the same decay flag
+  // (decay false everywhere when weight_decay is 0).
+  std::vector<kernels::ParamSegment> segments_;
   int64_t total_ = 0;
   double beta1_, beta2_, eps_, weight_decay_;
   int64_t steps_ = 0;
-  std::vector<float> exp_avg_;
-  std::vector<float> exp_avg_sq_;
+  kernels::Buffer exp_avg_, exp_avg_sq_;
 };
 
 }  // namespace dyt::trainer

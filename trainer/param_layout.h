@@ -11,12 +11,23 @@
 
 namespace dyt::trainer {
 
-// Tensor-parallel split of a stored tensor (weights are stored [out, in]).
+// How tensor parallelism divides a stored tensor, in Megatron's words
+// (weights are stored [out, in], so "column-parallel" splits dim 0).
 enum class Split {
-  None,     // replicated (norm parameters, α, embedding scale)
-  Rows,     // dim 0: column-parallel linears (q, k, v, gate, up) split their outputs
-  Columns,  // dim 1: row-parallel linears (o, down) split their inputs
-  Vocab,    // dim 0 over the vocabulary: embedding and LM head
+  Replicated,      // every rank holds all of it: norm parameters, α, the embedding scale
+  ColumnParallel,  // dim 0 (outputs): q, k, v, gate, up
+  RowParallel,     // dim 1 (inputs): o, down; their outputs are all-reduced
+  VocabParallel,   // dim 0 over the vocabulary: the embedding and the LM head
+};
+const char* split_name(Split s);  // "replicated", "column-parallel", ...
+
+// One tensor-parallel rank's part of a tensor: its local shape and where it
+// starts in the global tensor along the split dimension.
+struct LocalShard {
+  std::vector<int64_t> shape;  // local shape
+  int split_dim = -1;          // -1 when replicated
+  int64_t start = 0;           // first global index along split_dim
+  int64_t numel = 0;
 };
 
 // What a tensor is, which decides its initial value and whether it decays.
@@ -30,12 +41,16 @@ struct ParamEntry {
   std::vector<int64_t> shape;  // global shape
   int64_t offset = 0;          // in elements, into the flat buffer
   int64_t numel = 0;
-  Split split = Split::None;
+  Split split = Split::Replicated;
   ParamKind kind = ParamKind::Matrix;
   NormSlot slot = NormSlot::None;
 
   // AdamW decays matrices only, never α, γ, β or the embedding scale.
   bool weight_decay() const { return kind == ParamKind::Matrix || kind == ParamKind::Embedding; }
+  // Rank tp_rank's part under tp ranks (equal contiguous blocks). Throws
+  // std::invalid_argument naming the tensor when tp does not divide the
+  // split dimension.
+  LocalShard local_shard(int tp_rank, int tp) const;
 };
 
 class ParamLayout {

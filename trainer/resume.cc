@@ -3,6 +3,7 @@
 #include <google/protobuf/util/message_differencer.h>
 
 #include <map>
+#include <vector>
 
 #include "trainer/named_tensors.h"
 
@@ -35,10 +36,9 @@ config::RunConfig trajectory(const config::RunConfig& cfg) {
 }  // namespace
 
 std::vector<checkpoint::TensorRef> run_state_tensors(const ParamLayout& layout, const float* params,
-                                                     const AdamW& optimizer) {
+                                                     const float* exp_avg, const float* exp_avg_sq) {
   std::vector<checkpoint::TensorRef> out = named_views(layout, params);
-  for (auto [prefix, buffer] : {std::pair{kExpAvg, optimizer.exp_avg().data()},
-                                std::pair{kExpAvgSq, optimizer.exp_avg_sq().data()}}) {
+  for (auto [prefix, buffer] : {std::pair{kExpAvg, exp_avg}, std::pair{kExpAvgSq, exp_avg_sq}}) {
     for (checkpoint::TensorRef t : named_views(layout, buffer)) {
       t.name = prefix + t.name;
       out.push_back(std::move(t));
@@ -56,10 +56,11 @@ void restore_run_state(const checkpoint::Checkpoint& ck, const ParamLayout& layo
     else weights.emplace(name, t);
   }
   load_named(layout, weights, "checkpoint '" + ck.path + "' (parameters)", params);
-  load_named(layout, exp_avg, "checkpoint '" + ck.path + "' (optimizer " + kExpAvg + "*)",
-             optimizer.exp_avg().data());
+  std::vector<float> m(static_cast<size_t>(layout.total())), v(m.size());
+  load_named(layout, exp_avg, "checkpoint '" + ck.path + "' (optimizer " + kExpAvg + "*)", m.data());
   load_named(layout, exp_avg_sq, "checkpoint '" + ck.path + "' (optimizer " + kExpAvgSq + "*)",
-             optimizer.exp_avg_sq().data());
+             v.data());
+  optimizer.set_moments(m.data(), v.data());
   optimizer.set_steps_taken(ck.progress.optimizer_steps);
 }
 

@@ -14,11 +14,12 @@ namespace dyt::trainer {
 
 // Parameters under their Hugging Face names, AdamW's moments under
 // "optimizer.exp_avg.<name>" and "optimizer.exp_avg_sq.<name>".
+// All three are host buffers of layout.total() floats.
 std::vector<checkpoint::TensorRef> run_state_tensors(const ParamLayout& layout, const float* params,
-                                                     const AdamW& optimizer);
+                                                     const float* exp_avg, const float* exp_avg_sq);
 
-// Puts parameters and optimizer state (moments and update count) back from
-// `ck`. Throws checkpoint::CheckpointError naming the checkpoint and the
+// Puts parameters (into the host buffer `params`) and optimizer state
+// (moments and update count, onto the optimizer's backend) back from `ck`. Throws checkpoint::CheckpointError naming the checkpoint and the
 // tensor that is missing, extra or of another shape.
 void restore_run_state(const checkpoint::Checkpoint& ck, const ParamLayout& layout, float* params,
                        AdamW& optimizer);

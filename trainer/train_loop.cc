@@ -13,16 +13,17 @@
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/safetensors.h"
 #include "parallel/mesh.h"
-#include "trainer/data/loader.h"
-#include "trainer/grad_norm.h"
+#include "trainer/device_backend.h"
 #include "trainer/metrics.h"
-#include "trainer/model.h"
+#include "trainer/model_instance.h"
 #include "trainer/named_tensors.h"
 #include "trainer/optimizer.h"
 #include "trainer/program.h"
 #include "trainer/resume.h"
 #include "trainer/schedule.h"
 #include "trainer/stop_request.h"
+#include "trainer/train_data.h"
+#include "trainer/train_step.h"
 
 namespace dyt::trainer {
 
@@ -32,19 +33,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-// Mean validation loss over the fixed validation batches, which the
-// data-parallel ranks share out (batch j on rank j mod dp).
-double evaluate(Model& model, const data::EvalBatches& batches, std::vector<int32_t>& tokens,
-                std::vector<int32_t>& targets, const parallel::Mesh& mesh, parallel::Communicator& comm) {
-  double sum = 0;
-  for (int64_t j = mesh.dp_rank; j < batches.num_batches(); j += mesh.dp) {
-    batches.fill_batch(j, tokens.data(), targets.data());
-    sum += model.forward(tokens.data(), targets.data());
-  }
-  comm.allreduce_sum(&sum, 1);
-  return sum / static_cast<double>(batches.num_batches() * model.batch() * model.seq_len());
 }
 
 // The layout of this run over the ranks `comm` holds (ConfigError if they
@@ -64,14 +52,20 @@ parallel::Mesh make_mesh(const config::ParallelConfig& p, const parallel::Commun
   }
 }
 
-std::vector<std::pair<std::string, float>> alphas(const Model& model) {
+// Every DyT/DyISRU α by name: read from the device only for a metrics line.
+std::vector<std::pair<std::string, float>> alphas(const ModelInstance& model) {
   std::vector<std::pair<std::string, float>> out;
-  for (const ParamEntry& e : model.layout().entries())
-    if (e.kind == ParamKind::NormAlpha) out.emplace_back(e.name, model.params()[e.offset]);
+  for (const ParamEntry& e : model.layout().entries()) {
+    if (e.kind != ParamKind::NormAlpha) continue;
+    float a = 0;
+    model.backend().download(model.params().f32_param(e.name), &a);
+    out.emplace_back(e.name, a);
+  }
   return out;
 }
 
-struct ResumeState {
+// Where a run stands: what a checkpoint records besides the tensors.
+struct RunProgress {
   int64_t step = 0;
   int64_t skipped_steps = 0;
   int64_t nonfinite_in_a_row = 0;
@@ -79,18 +73,41 @@ struct ResumeState {
 
 // Takes model and optimizer to where `ck` left them, after checking that it
 // belongs to this run (or saying what differs, when differences are allowed).
-ResumeState resume_from(const checkpoint::Checkpoint& ck, const config::RunConfig& cfg, Model& model,
-                        AdamW& optimizer, std::FILE* out) {
+RunProgress resume_from(const checkpoint::Checkpoint& ck, const config::RunConfig& cfg,
+                        ModelInstance& model, AdamW& optimizer, std::FILE* out) {
   try {
     check_resumable(ck, cfg);
   } catch (const config::ConfigError& e) {
     if (!cfg.checkpoint().allow_config_change()) throw;
     std::fprintf(out, "dyt-train: checkpoint.allow_config_change: %s\n", e.what());
   }
-  restore_run_state(ck, model.layout(), model.params().data(), optimizer);
+  std::vector<float> params(static_cast<size_t>(model.layout().total()));
+  restore_run_state(ck, model.layout(), params.data(), optimizer);
+  model.params().set_master(params.data());
   std::fprintf(out, "dyt-train: resuming from %s after step %lld\n", ck.path.c_str(),
                static_cast<long long>(ck.progress.step));
   return {ck.progress.step, ck.progress.skipped_steps, ck.progress.nonfinite_in_a_row};
+}
+
+// Saves the replicated state (rank 0 only) and returns the checkpoint's path.
+std::string save_run(const config::CheckpointConfig& ckc, const RunProgress& p,
+                     const std::string& run_config_text, const ModelInstance& model,
+                     const AdamW& optimizer) {
+  const checkpoint::Progress progress{p.step, optimizer.steps_taken(), p.skipped_steps,
+                                      p.nonfinite_in_a_row};
+  const std::vector<float> params = model.params().master_to_host();
+  const std::vector<float> m = optimizer.exp_avg_to_host(), v = optimizer.exp_avg_sq_to_host();
+  return checkpoint::save_checkpoint(ckc.dir(), progress, run_config_text,
+                                     run_state_tensors(model.layout(), params.data(), m.data(), v.data()),
+                                     ckc.keep());
+}
+
+// The trained weights in Hugging Face names, beside their config.
+void export_model(const std::filesystem::path& run_dir, const ModelInstance& model) {
+  const std::vector<float> params = model.params().master_to_host();
+  checkpoint::write_safetensors((run_dir / "model.safetensors").string(),
+                                named_views(model.layout(), params.data()));
+  write_text_file((run_dir / "config.json").string(), hf_config_json(model.dims()));
 }
 
 }  // namespace
@@ -107,41 +124,31 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out, parallel::Commu
     if (!devnull) throw std::runtime_error("cannot open /dev/null");
     out = devnull.get();
   }
-  if (t.precision() != config::FP32)
-    throw config::ConfigError("train.precision: the CPU trainer computes in FP32; set train.precision=FP32 "
-                              "(BF16 needs the CUDA path)");
+  // Everything that can be wrong with the device and the data is found before any work.
+  const std::unique_ptr<kernels::Backend> backend = make_backend(t);
+  const TrainData data(cfg, mesh);
+  const data::BatchSampler& sampler = data.sampler();
   const int64_t T = t.seq_len(), B = t.micro_batch();
 
-  // Everything that can be wrong with the data is found before any work.
-  const data::TokenDataset train_set = data::TokenDataset::open(cfg.data().train_shards(), T, "data.train_shards");
-  train_set.check_vocab(cfg.model().vocab_size());
-  std::optional<data::TokenDataset> val_set;
-  std::optional<data::EvalBatches> val_batches;
-  if (t.eval_every() > 0 && t.eval_batches() > 0 && !cfg.data().val_shards().empty()) {
-    val_set.emplace(data::TokenDataset::open(cfg.data().val_shards(), T, "data.val_shards"));
-    val_set->check_vocab(cfg.model().vocab_size());
-    val_batches.emplace(*val_set, t.eval_batches(), B);
-  }
-  const data::BatchSampler sampler(train_set, t.seed(), t.global_batch_tokens(), B, mesh.dp_rank, mesh.dp);
-
-  Model model(cfg.model(), B, T, t.recompute());
+  ModelInstance model(cfg.model(), B, T, t.recompute(), *backend, compute_dtype(t));
   model.init(t.seed());
-  AdamW optimizer(model.layout(), t);
+  AdamW optimizer(model.layout(), t, *backend);
 
   // A checkpoint in checkpoint.dir means this run goes on from it; whether it
   // belongs to this run is settled before anything is written.
   const config::CheckpointConfig& ckc = cfg.checkpoint();
   const std::string run_config_text = config::to_text(config::resolved(cfg));
   TrainSummary summary;
-  ResumeState resumed;
+  RunProgress progress;
   if (!ckc.dir().empty()) {
     if (auto ck = checkpoint::load_latest_checkpoint(ckc.dir())) {
-      resumed = resume_from(*ck, cfg, model, optimizer, out);
+      progress = resume_from(*ck, cfg, model, optimizer, out);
       summary.checkpoint = ck->path;
     }
   }
-  summary.start_step = summary.steps = resumed.step;
-  summary.skipped_steps = resumed.skipped_steps;
+  const int64_t first_step = progress.step;
+  summary.start_step = summary.steps = first_step;
+  summary.skipped_steps = progress.skipped_steps;
 
   const std::filesystem::path run_dir = t.run_dir();
   std::optional<MetricsLog> metrics;
@@ -149,10 +156,11 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out, parallel::Commu
     std::filesystem::create_directories(run_dir);
     write_text_file((run_dir / "config.pbtxt").string(), run_config_text);
     metrics.emplace(t.metrics_file().empty() ? (run_dir / "metrics.jsonl").string() : t.metrics_file(),
-                    resumed.step > 0 ? resumed.step : -1);
+                    first_step > 0 ? first_step : -1);
   }
 
-  const int64_t tokens_per_step = sampler.global_batch_samples() * T;
+  TrainStep step_runner(model, optimizer, sampler, comm, t);
+  const int64_t tokens_per_step = step_runner.tokens_per_step();
   std::fprintf(out,
                "dyt-train: %lld parameters, norm %s, %lld steps of %lld tokens "
                "(%d data-parallel ranks x %lld micro-batches of %lld x %lld), %lld training samples, "
@@ -160,30 +168,26 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out, parallel::Commu
                static_cast<long long>(model.layout().total()), norm_name(model.dims().norm),
                static_cast<long long>(t.steps()), static_cast<long long>(tokens_per_step), mesh.dp,
                static_cast<long long>(sampler.micro_batches_per_step()), static_cast<long long>(B),
-               static_cast<long long>(T), static_cast<long long>(train_set.num_samples()),
+               static_cast<long long>(T), static_cast<long long>(data.train_set().num_samples()),
                run_dir.string().c_str());
 
-  std::vector<int32_t> tokens(B * T), targets(B * T);
+  const data::EvalBatches* val = data.val_batches();
+  const auto validate = [&](int64_t steps_done) {
+    const double loss = evaluate(model, *val, mesh.dp_rank, mesh.dp, comm);
+    if (metrics) metrics->log_eval(steps_done, loss);
+    std::fprintf(out, "step %lld | val loss %.4f\n", static_cast<long long>(steps_done), loss);
+    return loss;
+  };
   summary.initial_val_loss = summary.final_val_loss = std::numeric_limits<double>::quiet_NaN();
-  if (val_batches && resumed.step == 0) {
-    summary.initial_val_loss = evaluate(model, *val_batches, tokens, targets, mesh, comm);
-    if (metrics) metrics->log_eval(0, summary.initial_val_loss);
-    std::fprintf(out, "step 0 | val loss %.4f\n", summary.initial_val_loss);
-  }
+  if (val && first_step == 0) summary.initial_val_loss = validate(0);
 
-  std::vector<float>& grads = model.grads();
-  const int64_t n_params = model.layout().total();
-  const float grad_scale = 1.0f / static_cast<float>(tokens_per_step);
-  int64_t nonfinite_in_a_row = resumed.nonfinite_in_a_row;
   int64_t saved_at = -1;
   const auto save = [&](int64_t steps_done) {
     saved_at = steps_done;
     if (!root) return;  // the state is replicated; one copy is saved
-    const checkpoint::Progress progress{steps_done, optimizer.steps_taken(), summary.skipped_steps,
-                                        nonfinite_in_a_row};
-    summary.checkpoint = checkpoint::save_checkpoint(
-        ckc.dir(), progress, run_config_text,
-        run_state_tensors(model.layout(), model.params().data(), optimizer), ckc.keep());
+    progress.step = steps_done;
+    progress.skipped_steps = summary.skipped_steps;
+    summary.checkpoint = save_run(ckc, progress, run_config_text, model, optimizer);
     std::fprintf(out, "step %lld | checkpoint %s\n", static_cast<long long>(steps_done),
                  summary.checkpoint.c_str());
     std::fflush(out);
@@ -192,63 +196,46 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out, parallel::Commu
       ckc.exit_at_step() > 0 ? std::min<int64_t>(ckc.exit_at_step(), t.steps()) : t.steps();
   const StopRequest stop;
   const auto start = Clock::now();
-  for (int64_t step = resumed.step; step < stop_at; ++step) {
+  for (int64_t step = first_step; step < stop_at; ++step) {
     const auto step_start = Clock::now();
-    model.zero_grads();
-    double loss_sum = 0;
-    for (int64_t micro = 0; micro < sampler.micro_batches_per_step(); ++micro) {
-      sampler.fill_micro_batch(step, micro, tokens.data(), targets.data());
-      loss_sum += model.forward_backward(tokens.data(), targets.data(), grad_scale);
-    }
-    // Each rank holds its slice's share of the mean gradient; the sum over
-    // ranks (fixed rank order) is the global batch's, the same bits on all.
-    comm.allreduce_sum(grads.data(), static_cast<size_t>(n_params));
-    comm.allreduce_sum(&loss_sum, 1);
-
     StepMetrics m;
     m.step = step + 1;
-    m.loss = loss_sum / static_cast<double>(tokens_per_step);
     m.lr = learning_rate(step, t);
-    m.grad_norm = global_grad_norm(grads.data(), n_params);
-    if (std::isfinite(m.loss) && std::isfinite(m.grad_norm)) {
-      nonfinite_in_a_row = 0;
-      clip_grads(grads.data(), n_params, m.grad_norm, t.grad_clip());
-      optimizer.step(model.params().data(), grads.data(), m.lr);
-    } else {
-      // The update is skipped; the data position still advances so a bad
-      // batch is not retried forever.
-      m.skipped = true;
+    const StepResult r = step_runner.run(step, m.lr);
+    m.loss = r.loss;
+    m.grad_norm = r.grad_norm;
+    m.skipped = r.skipped;
+    if (r.skipped) {
       ++summary.skipped_steps;
-      ++nonfinite_in_a_row;
+      ++progress.nonfinite_in_a_row;
+    } else {
+      progress.nonfinite_in_a_row = 0;
     }
     m.skipped_steps = summary.skipped_steps;
     m.tokens_per_s = static_cast<double>(tokens_per_step) / seconds_since(step_start);
-    m.alphas = alphas(model);
-    if (metrics) metrics->log_step(m);
+    if (metrics) {
+      m.alphas = alphas(model);
+      metrics->log_step(m);
+    }
     summary.final_train_loss = m.loss;
     summary.steps = step + 1;
 
     const bool last = step + 1 == t.steps();
-    if (m.skipped || last || step == resumed.step || (step + 1) % t.log_every() == 0) {
+    if (m.skipped || last || step == first_step || (step + 1) % t.log_every() == 0) {
       const double elapsed = seconds_since(start);
-      const double eta = elapsed / static_cast<double>(step + 1 - resumed.step) *
+      const double eta = elapsed / static_cast<double>(step + 1 - first_step) *
                          static_cast<double>(t.steps() - step - 1);
       std::fprintf(out, "%s\n", progress_line(m, t.steps(), eta).c_str());
       std::fflush(out);
     }
-    if (nonfinite_in_a_row >= t.max_nonfinite_steps())
+    if (progress.nonfinite_in_a_row >= t.max_nonfinite_steps())
       throw TrainingError("stopping at step " + std::to_string(step + 1) + ": " +
-                          std::to_string(nonfinite_in_a_row) +
+                          std::to_string(progress.nonfinite_in_a_row) +
                           " steps in a row had a non-finite loss or gradient "
                           "(train.max_nonfinite_steps = " + std::to_string(t.max_nonfinite_steps()) +
                           "); lower train.lr or check the data; metrics in " +
                           (run_dir / "metrics.jsonl").string());
-    if (val_batches && ((step + 1) % t.eval_every() == 0 || last)) {
-      summary.final_val_loss = evaluate(model, *val_batches, tokens, targets, mesh, comm);
-      if (metrics) metrics->log_eval(step + 1, summary.final_val_loss);
-      std::fprintf(out, "step %lld | val loss %.4f\n", static_cast<long long>(step + 1),
-                   summary.final_val_loss);
-    }
+    if (val && ((step + 1) % t.eval_every() == 0 || last)) summary.final_val_loss = validate(step + 1);
     if (!ckc.dir().empty() &&
         (step + 1 == stop_at || (ckc.every_steps() > 0 && (step + 1) % ckc.every_steps() == 0)))
       save(step + 1);
@@ -263,13 +250,8 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out, parallel::Commu
   }
   summary.seconds = seconds_since(start);
   summary.finished = summary.steps >= t.steps();  // >: resumed past a shortened run (allow_config_change)
-  if (!summary.finished) return summary;  // the checkpoint holds the state; no final export yet
-
-  if (!root) return summary;
-  // The trained weights, in Hugging Face names, beside their config.
-  checkpoint::write_safetensors((run_dir / "model.safetensors").string(),
-                                named_views(model.layout(), model.params().data()));
-  write_text_file((run_dir / "config.json").string(), hf_config_json(model.dims()));
+  if (!summary.finished || !root) return summary;  // the checkpoint holds the state; no export yet
+  export_model(run_dir, model);
   return summary;
 }
 

@@ -8,11 +8,7 @@ void fail(const char* op, const std::string& what) {
   throw std::invalid_argument(std::string(op) + ": " + what);
 }
 
-std::string shape_str(const Tensor& t) {
-  std::string s = "[";
-  for (int i = 0; i < t.rank; ++i) s += (i ? ", " : "") + std::to_string(t.shape[i]);
-  return s + "]";
-}
+std::string shape_str(const Tensor& t) { return kernels::shape_text(t); }
 
 void require(bool ok, const char* op, const std::string& what) {
   if (!ok) fail(op, what);

@@ -384,24 +384,40 @@ TEST(Attention, BackwardMatchesReference) {
 
 #ifdef DYT_TEST_CPU_ATTENTION  // the standalone GPU build has no CPU attention (no BLAS)
 // `out` against the CPU op as it is today (fp32, probabilities materialised).
-TEST(Attention, ForwardF32MatchesCpuOp) {
+// The CPU op (the CPU backend's attention, same lse contract): out, lse and
+// the backward's dq, dk, dv in F32.
+TEST(Attention, F32MatchesCpuOp) {
   using kernels::cpu_f32;
-  reseed("Attention.ForwardF32MatchesCpuOp");  // the same inputs alone or in the full run
+  reseed("Attention.F32MatchesCpuOp");  // the same inputs alone or in the full run
   DYT_REQUIRE_CUDA();
   for (const Case& c : cases()) {
-    if (c.B * c.Hq * c.T * c.T > (int64_t{1} << 26)) continue;  // its probabilities: 256 MB
+    if (c.B * c.Hq * c.T * c.T > (int64_t{1} << 26)) continue;  // keep the CPU's share small
     const Inputs in(c, DType::F32);
     Vec out, lse;
     run_forward(c, DType::F32, in, out, lse);
+    const Grads g = run_backward(c, DType::F32, in, out, lse, false);
     const int64_t rows = c.B * c.T;
-    Vec cpu_out(in.q.size()), probs(size_t(c.B * c.Hq * c.T * c.T));
-    Tensor to = cpu_f32(cpu_out.data(), {rows, c.Hq * c.hd});
-    Tensor tp = cpu_f32(probs.data(), {c.B, c.Hq, c.T, c.T});
-    cpu::attention_forward(cpu_f32(const_cast<float*>(in.q.data()), {rows, c.Hq * c.hd}),
-                           cpu_f32(const_cast<float*>(in.k.data()), {rows, c.Hkv * c.hd}),
-                           cpu_f32(const_cast<float*>(in.v.data()), {rows, c.Hkv * c.hd}), c.B,
-                           c.T, c.Hq, c.Hkv, to, tp);
+    const int64_t qw = c.Hq * c.hd, kw = c.Hkv * c.hd;
+    auto view = [](const Vec& v, int64_t r, int64_t w) {
+      return cpu_f32(const_cast<float*>(v.data()), {r, w});
+    };
+    Vec cpu_out(in.q.size()), cpu_lse(size_t(c.B * c.Hq * c.T));
+    Tensor to = view(cpu_out, rows, qw), tl = cpu_f32(cpu_lse.data(), {c.B, c.Hq, c.T});
+    cpu::attention_forward(view(in.q, rows, qw), view(in.k, rows, kw), view(in.v, rows, kw), c.B,
+                           c.T, c.Hq, c.Hkv, to, tl);
     expect_close(out, cpu_out, 1e-5, label("out vs cpu::attention_forward", DType::F32, c));
+    expect_close(lse, cpu_lse, 1e-5, label("lse vs cpu::attention_forward", DType::F32, c));
+    Vec dq(in.q.size()), dk(in.k.size()), dv(in.k.size());
+    Tensor tdq = view(dq, rows, qw), tdk = view(dk, rows, kw), tdv = view(dv, rows, kw);
+    cpu::attention_backward(view(in.q, rows, qw), view(in.k, rows, kw), view(in.v, rows, kw), to,
+                            tl, view(in.dout, rows, qw), c.B, c.T, c.Hq, c.Hkv, tdq, tdk, tdv);
+    // At T = 1 dq and dk are exactly zero (one key: p = 1, dP − D = 0); both
+    // sides hold only their rounding there, which the double reference checks.
+    if (c.T > 1) {
+      expect_close(g.dq, dq, 1e-5, label("dq vs cpu::attention_backward", DType::F32, c));
+      expect_close(g.dk, dk, 1e-5, label("dk vs cpu::attention_backward", DType::F32, c));
+    }
+    expect_close(g.dv, dv, 1e-5, label("dv vs cpu::attention_backward", DType::F32, c));
   }
 }
 #endif

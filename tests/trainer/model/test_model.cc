@@ -10,7 +10,7 @@
 
 #include "configs/config.h"
 #include "trainer/init.h"
-#include "trainer/model.h"
+#include "trainer/model_instance.h"
 #include "trainer/param_layout.h"
 
 namespace dyt::trainer {
@@ -50,12 +50,44 @@ TEST(ParamLayout, HuggingFaceNamesContiguousOffsetsAndDecayFlags) {
   EXPECT_EQ(offset, layout.total());
   EXPECT_EQ(layout.at("model.layers.1.self_attn.k_proj.weight").shape, (std::vector<int64_t>{12, 24}));
   EXPECT_EQ(layout.at("model.layers.0.mlp.down_proj.weight").shape, (std::vector<int64_t>{24, 40}));
-  EXPECT_EQ(layout.at("model.layers.0.mlp.down_proj.weight").split, Split::Columns);
-  EXPECT_EQ(layout.at("model.layers.0.mlp.up_proj.weight").split, Split::Rows);
-  EXPECT_EQ(layout.at("lm_head.weight").split, Split::Vocab);
+  EXPECT_EQ(layout.at("model.layers.0.mlp.down_proj.weight").split, Split::RowParallel);
+  EXPECT_EQ(layout.at("model.layers.0.mlp.up_proj.weight").split, Split::ColumnParallel);
+  EXPECT_EQ(layout.at("lm_head.weight").split, Split::VocabParallel);
   EXPECT_NE(layout.find("model.layers.1.post_attention_layernorm.bias"), nullptr);
   EXPECT_NE(layout.find("model.embed_scale"), nullptr);
   EXPECT_EQ(layout.find("model.layers.2.input_layernorm.weight"), nullptr);
+}
+
+// Each tensor-parallel rank's part: the split dimension divided in equal
+// contiguous blocks; replicated tensors whole on every rank.
+TEST(ParamLayout, LocalShardsTileEachTensor) {
+  const ParamLayout layout(model_dims(small_model()));
+  const ParamEntry& down = layout.at("model.layers.0.mlp.down_proj.weight");  // [24, 40]
+  const LocalShard s = down.local_shard(3, 4);
+  EXPECT_EQ(s.split_dim, 1);
+  EXPECT_EQ(s.shape, (std::vector<int64_t>{24, 10}));
+  EXPECT_EQ(s.start, 30);
+  EXPECT_EQ(s.numel, 240);
+  const LocalShard q = layout.at("model.layers.0.self_attn.q_proj.weight").local_shard(1, 2);
+  EXPECT_EQ(q.split_dim, 0);
+  EXPECT_EQ(q.start, q.shape[0]);
+  const LocalShard a = layout.at("model.norm.alpha").local_shard(1, 2);
+  EXPECT_EQ(a.split_dim, -1);
+  EXPECT_EQ(a.shape, (std::vector<int64_t>{1}));
+  for (const ParamEntry& e : layout.entries()) {
+    if (e.split == Split::VocabParallel) continue;  // 53 does not divide; checked below
+    int64_t total = 0;
+    for (int r = 0; r < 2; ++r) total += e.local_shard(r, 2).numel;
+    EXPECT_EQ(total, e.split == Split::Replicated ? 2 * e.numel : e.numel) << e.name;
+  }
+  // The vocabulary of 53 does not divide by 2: the error names the tensor.
+  try {
+    layout.at("lm_head.weight").local_shard(0, 2);
+    ADD_FAILURE() << "an uneven vocab split was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("lm_head.weight (vocab-parallel)"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(down.local_shard(4, 4), std::invalid_argument);
 }
 
 TEST(ParamLayout, RmsNormHasNoAlphaNoScale) {
@@ -70,14 +102,14 @@ TEST(Init, DeterministicPerSeedAndTakesAlphaFromConfig) {
   config::ModelConfig m = small_model();
   m.mutable_alpha_init()->set_attention(0.7);
   m.mutable_alpha_init()->set_final(0.3);
-  Model a(m, 1, 4, false), b(m, 1, 4, false), c(m, 1, 4, false);
+  ModelInstance a(m, 1, 4, false), b(m, 1, 4, false), c(m, 1, 4, false);
   a.init(7);
   b.init(7);
   c.init(8);
-  EXPECT_EQ(0, std::memcmp(a.params().data(), b.params().data(), a.params().size() * sizeof(float)));
-  EXPECT_NE(0, std::memcmp(a.params().data(), c.params().data(), a.params().size() * sizeof(float)));
+  EXPECT_EQ(0, std::memcmp(a.params().host_master(), b.params().host_master(), a.layout().total() * sizeof(float)));
+  EXPECT_NE(0, std::memcmp(a.params().host_master(), c.params().host_master(), a.layout().total() * sizeof(float)));
   const auto& L = a.layout();
-  const float* p = a.params().data();
+  const float* p = a.params().host_master();
   EXPECT_FLOAT_EQ(p[L.at("model.layers.1.input_layernorm.alpha").offset], 0.7f);
   EXPECT_FLOAT_EQ(p[L.at("model.layers.1.post_attention_layernorm.alpha").offset],
                   static_cast<float>(config::width_rule_alpha(24, false)));
@@ -108,15 +140,15 @@ TEST(Init, CounterNormalIsStandardNormal) {
 TEST(Model, RecomputeIsBitIdentical) {
   for (auto norm : {config::RMSNORM, config::DYT, config::DYISRU}) {
     const config::ModelConfig m = small_model(norm);
-    Model plain(m, 2, 6, false), recompute(m, 2, 6, true);
+    ModelInstance plain(m, 2, 6, false), recompute(m, 2, 6, true);
     plain.init(3);
     recompute.init(3);
     const auto tok = random_tokens(13, m.vocab_size(), 1);
     const double l1 = plain.forward_backward(tok.data(), tok.data() + 1, 1.0f / 12);
     const double l2 = recompute.forward_backward(tok.data(), tok.data() + 1, 1.0f / 12);
     EXPECT_EQ(l1, l2);
-    EXPECT_EQ(0, std::memcmp(plain.grads().data(), recompute.grads().data(),
-                             plain.grads().size() * sizeof(float)))
+    EXPECT_EQ(0, std::memcmp(plain.params().host_grads(), recompute.params().host_grads(),
+                             plain.layout().total() * sizeof(float)))
         << "norm " << norm;
   }
 }
@@ -126,7 +158,7 @@ TEST(Model, RecomputeIsBitIdentical) {
 TEST(Model, GradientAccumulationMatchesLargerBatch) {
   const config::ModelConfig m = small_model();
   const int64_t T = 5;
-  Model one(m, 1, T, false), two(m, 2, T, false);
+  ModelInstance one(m, 1, T, false), two(m, 2, T, false);
   one.init(11);
   two.init(11);
   auto tokens = random_tokens(2 * T, m.vocab_size(), 2), targets = random_tokens(2 * T, m.vocab_size(), 3);
@@ -136,17 +168,17 @@ TEST(Model, GradientAccumulationMatchesLargerBatch) {
   acc += one.forward_backward(tokens.data() + T, targets.data() + T, scale);
   EXPECT_NEAR(acc, big, 1e-9 * std::abs(big) + 1e-9);
   double num = 0, den = 0;
-  for (size_t i = 0; i < one.grads().size(); ++i) {
-    const double d = double(one.grads()[i]) - two.grads()[i];
+  for (int64_t i = 0; i < one.layout().total(); ++i) {
+    const double d = double(one.params().host_grads()[i]) - two.params().host_grads()[i];
     num += d * d;
-    den += double(two.grads()[i]) * two.grads()[i];
+    den += double(two.params().host_grads()[i]) * two.params().host_grads()[i];
   }
   EXPECT_LT(std::sqrt(num / den), 1e-6);
 }
 
 TEST(Model, ForwardLossEqualsForwardBackwardLoss) {
   const config::ModelConfig m = small_model();
-  Model model(m, 2, 4, false);
+  ModelInstance model(m, 2, 4, false);
   model.init(5);
   const auto tok = random_tokens(9, m.vocab_size(), 4);
   const double f = model.forward(tok.data(), tok.data() + 1);
@@ -157,7 +189,7 @@ TEST(Model, ForwardLossEqualsForwardBackwardLoss) {
 
 TEST(Model, OutOfRangeTokenThrows) {
   const config::ModelConfig m = small_model();
-  Model model(m, 1, 4, false);
+  ModelInstance model(m, 1, 4, false);
   model.init(5);
   std::vector<int32_t> tok = {1, 2, 53, 4}, tgt = {1, 2, 3, 4};
   EXPECT_THROW(model.forward(tok.data(), tgt.data()), std::invalid_argument);

@@ -127,9 +127,9 @@ int main(int argc, char** argv) {
     std::printf("step %d  lr %.6g  norm %.6g  clip %s\n", s, lr, norm, coef < 1 ? "yes" : "no");
   }
   std::fprintf(f, "],\n\"exp_avg\":");
-  write_floats(f, opt.exp_avg().data(), n);
+  write_floats(f, opt.exp_avg_to_host().data(), n);
   std::fprintf(f, ",\n\"exp_avg_sq\":");
-  write_floats(f, opt.exp_avg_sq().data(), n);
+  write_floats(f, opt.exp_avg_sq_to_host().data(), n);
   std::fprintf(f, "}\n");
   if (std::fclose(f) != 0) {
     std::perror(argv[1]);

@@ -1,0 +1,63 @@
+// The activations of one micro-batch and the backward's scratch, carved from
+// buffers allocated once on the backend (one per dtype): nothing is
+// allocated inside a step. Sizes come from trainer/activations.h, the figures
+// the planner counts.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/backend.h"
+#include "trainer/activations.h"
+#include "trainer/model_dims.h"
+
+namespace dyt::trainer {
+
+// What one block keeps for its backward. rstd1/rstd2 are empty unless the
+// norm is RMSNorm; lse is the attention's per-row log-sum-exp [B, Hq, T].
+struct LayerActs {
+  kernels::Tensor a1, rstd1, q, k, v, lse, att, x_mid, a2, rstd2, gate, up, act;
+};
+
+class ActivationArena {
+ public:
+  // act_dtype: F32, or BF16 on the CUDA backend.
+  ActivationArena(const ModelDims& dims, int64_t batch, int64_t seq_len, bool recompute,
+                  kernels::Backend& backend, kernels::DType act_dtype);
+
+  int64_t batch() const { return batch_; }
+  int64_t seq_len() const { return seq_len_; }
+  int64_t rows() const { return batch_ * seq_len_; }
+  bool recompute() const { return recompute_; }
+  kernels::DType act_dtype() const { return act_dtype_; }
+  // Bytes held, over every buffer.
+  int64_t bytes() const;
+
+  // The residual stream entering block l (l = layers: entering the final norm).
+  const kernels::Tensor& layer_in(int64_t l) const { return layer_in_[static_cast<size_t>(l)]; }
+  // Block l's saved set (one shared set under recomputation).
+  const LayerActs& layer(int64_t l) const {
+    return layer_acts_[recompute_ ? 0 : static_cast<size_t>(l)];
+  }
+
+  kernels::Tensor embed_rows, final_a, final_rstd, logits;                   // forward
+  kernels::Tensor dresid, dnorm, datt, dq, dk, dv, dgate, dup, dact, dembed;  // backward scratch
+  kernels::Tensor tokens, targets;  // I32 [rows]
+  kernels::Tensor loss_sum;         // F64 [1]: losses accumulate here until read
+
+  // Copies a micro-batch's ids to the device (targets may be null).
+  void set_batch(const int32_t* host_tokens, const int32_t* host_targets);
+  // Reads and clears the loss accumulator (the one host sync of a step).
+  double take_loss_sum();
+
+ private:
+  int64_t batch_, seq_len_;
+  bool recompute_;
+  kernels::Backend& backend_;
+  kernels::DType act_dtype_;
+  kernels::Buffer act_, f32_, ids_, f64_;
+  std::vector<kernels::Tensor> layer_in_;
+  std::vector<LayerActs> layer_acts_;
+};
+
+}  // namespace dyt::trainer
