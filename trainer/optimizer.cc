@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/optimizer_math.h"
+
 namespace dyt::trainer {
 namespace {
 
@@ -59,36 +61,31 @@ void AdamW::step(float* params, const float* grads, double lr) {
   const double t = static_cast<double>(steps_);
   const double bias_correction1 = 1.0 - std::pow(beta1_, t);
   const double bias_correction2 = 1.0 - std::pow(beta2_, t);
-  const float neg_step_size = static_cast<float>(-(lr / bias_correction1));
-  const float bc2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
-  const float decay = static_cast<float>(1.0 - lr * weight_decay_);
+  kernels::AdamWScalars s;
+  s.neg_step_size = static_cast<float>(-(lr / bias_correction1));
+  s.bc2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
+  s.decay = static_cast<float>(1.0 - lr * weight_decay_);
+  s.beta1 = static_cast<float>(beta1_);
+  s.one_minus_beta1 = static_cast<float>(1.0 - beta1_);
+  s.beta2 = static_cast<float>(beta2_);
+  s.one_minus_beta2 = static_cast<float>(1.0 - beta2_);
+  s.eps = static_cast<float>(eps_);
   const bool any_decay = weight_decay_ != 0.0;
-  const float b1 = static_cast<float>(beta1_);
-  const float one_minus_b1 = static_cast<float>(1.0 - beta1_);
-  const float b2 = static_cast<float>(beta2_);
-  const float one_minus_b2 = static_cast<float>(1.0 - beta2_);
-  const float eps = static_cast<float>(eps_);
 
   float* __restrict m = exp_avg_.data();
   float* __restrict v = exp_avg_sq_.data();
   float* __restrict p = params;
   const float* __restrict g = grads;
 
+  // The element update is kernels/optimizer_math.h's, which the CUDA
+  // optimizer shares: its fmas are explicit, so the bits do not depend on
+  // what the compiler contracts.
 #pragma omp parallel if (total_ > 65536)
-  for (const Segment& s : segments_) {
-    const bool decay_here = s.decay && any_decay;
+  for (const Segment& seg : segments_) {
+    const bool decay_here = seg.decay && any_decay;
 #pragma omp for schedule(static) nowait
-    for (int64_t i = s.begin; i < s.end; ++i) {
-      float pi = p[i];
-      if (decay_here) pi = pi * decay;                     // param.mul_(1 - lr*wd)
-      const float gi = g[i];
-      const float mi = m[i] * b1 + one_minus_b1 * gi;      // exp_avg.mul_(β1).add_(g, 1-β1)
-      const float vi = v[i] * b2 + (one_minus_b2 * gi) * gi;  // exp_avg_sq.mul_(β2).addcmul_(g, g, 1-β2)
-      const float denom = std::sqrt(vi) / bc2_sqrt + eps;  // (v.sqrt() / sqrt(bc2)).add_(ε)
-      p[i] = pi + (neg_step_size * mi) / denom;            // param.addcdiv_(m, denom, -step_size)
-      m[i] = mi;
-      v[i] = vi;
-    }
+    for (int64_t i = seg.begin; i < seg.end; ++i)
+      kernels::adamw_update(p[i], m[i], v[i], g[i], s, decay_here);
   }
 }
 

@@ -14,7 +14,9 @@
 // offsets, starting at zero. Per-step scalars (bias corrections, step size,
 // decay factor) are computed in double as torch does in Python, then rounded
 // to float; the per-element arithmetic is fp32 in torch's operation order,
-// so results agree with torch to a few ulps (tests/trainer/optimizer).
+// so results agree with torch to a few ulps (tests/trainer/optimizer). The
+// element update is kernels/optimizer_math.h (explicit fmas), shared with the
+// CUDA optimizer, so both give the same bits on any compiler.
 // The element loop runs under OpenMP; every element is independent, so the
 // result does not depend on the number of threads.
 //
