@@ -202,9 +202,14 @@ void require_tokens(const char* op, const Tensor& tokens) {
   require(tokens.numel() <= kMaxTokens, op,
           std::to_string(tokens.numel()) + " tokens, at most 2^31 - 1 per call");
 }
+// Column tiles are a grid dimension (at most 65535) of at least 128 threads.
+constexpr int64_t kMaxWidth = int64_t{65535} * 128;
 void require_table(const char* op, const char* name, const Tensor& t) {
   require(t.rank == 2, op, std::string(name) + " must be rank 2 [V, d], got " +
                                kernels::shape_text(t));
+  require(t.shape[1] <= kMaxWidth, op,
+          std::string(name) + " rows of " + std::to_string(t.shape[1]) + " are wider than " +
+              std::to_string(kMaxWidth));
 }
 
 // The 4-wide path: width a multiple of 4 and every row 16-byte (F32) or
@@ -242,7 +247,6 @@ void embedding_forward(const Tensor& tokens, const Tensor& table, const Tensor& 
     const int64_t nvec = ceil_div(d, VEC);
     const int tx = std::min(256, round32(nvec));
     const dim3 grid(static_cast<unsigned>(n), static_cast<unsigned>(ceil_div(nvec, tx)));
-    require(grid.y <= 65535, op, "rows too wide");
     auto launch = [&](auto tin, auto tout) {
       using TIn = typename decltype(tin)::type;
       using TOut = typename decltype(tout)::type;
@@ -304,7 +308,6 @@ void embedding_backward(const Tensor& tokens, const Tensor& dout, const Tensor& 
     const int64_t nvec = ceil_div(d, VEC);
     const int tx = std::min(128, round32(nvec));
     const dim3 grid(static_cast<unsigned>(n), static_cast<unsigned>(ceil_div(nvec, tx)));
-    require(grid.y <= 65535, op, "rows too wide");
     if (dt == DType::F32)
       embedding_backward_kernel<float, VEC><<<grid, tx, 0, stream>>>(keys, n, dout.f32(),
                                                                      dtable.f32(), d);

@@ -168,6 +168,10 @@ void adamw_step(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor&
                 std::to_string(n) + ") (in order, not overlapping the one before)");
     prev_end = seg.end;
   }
+  // A launch's blocks number at most n / kAdamChunk + kSegsPerLaunch; refuse
+  // here, before anything is queued, what would not fit one grid.
+  require(n / kAdamChunk + kSegsPerLaunch <= kMaxGridX, op,
+          std::to_string(n) + " elements are more than one call can update");
   float* pp = p.f32();
   float* mp = m.f32();
   float* vp = v.f32();
@@ -178,7 +182,6 @@ void adamw_step(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor&
   int64_t blocks = 0;
   auto flush = [&] {
     if (t.count == 0) return;
-    require(blocks <= kMaxGridX, op, "too many elements in one launch");
     const dim3 grid(static_cast<unsigned>(blocks)), block(kAdamThreads);
     if (wp)
       adamw_kernel<true><<<grid, block, 0, stream>>>(pp, gp, mp, vp, wp, t, s);
@@ -216,10 +219,10 @@ void sum_squares(const Tensor& g, const Tensor& out, cudaStream_t stream, const 
           "out must be a CUDA tensor with data");
   require(out.numel() == 1, op, "out has shape " + kernels::shape_text(out) + ", expected [1]");
   const int64_t chunks = n <= 0 ? 0 : ceil_div(n, kChunk);
+  const int64_t blocks = ceil_div(chunks * 8, kSsThreads);
+  require(blocks <= kMaxGridX, op, std::to_string(n) + " elements are more than one call can sum");
   double* part = static_cast<double*>(workspace(op, sum_squares_workspace_bytes(n), stream, ws));
   if (chunks > 0) {
-    const int64_t blocks = ceil_div(chunks * 8, kSsThreads);
-    require(blocks <= kMaxGridX, op, "too many elements");
     chunk_sums_kernel<<<static_cast<unsigned>(blocks), kSsThreads, 0, stream>>>(g.f32(), n, chunks,
                                                                               part);
     DYT_CUDA_CHECK_LAUNCH();
