@@ -54,11 +54,10 @@ void AdamW::set_steps_taken(int64_t steps) {
   steps_ = steps;
 }
 
-void AdamW::step(float* params, const float* grads, double lr) {
-  ++steps_;
-  // Scalars as torch computes them (Python floats), rounded to float where
-  // an fp32 kernel consumes them.
-  const double t = static_cast<double>(steps_);
+kernels::AdamWScalars AdamW::scalars(int64_t t_step, double lr) const {
+  // As torch computes them (Python floats), rounded to float where an fp32
+  // kernel consumes them.
+  const double t = static_cast<double>(t_step);
   const double bias_correction1 = 1.0 - std::pow(beta1_, t);
   const double bias_correction2 = 1.0 - std::pow(beta2_, t);
   kernels::AdamWScalars s;
@@ -70,6 +69,12 @@ void AdamW::step(float* params, const float* grads, double lr) {
   s.beta2 = static_cast<float>(beta2_);
   s.one_minus_beta2 = static_cast<float>(1.0 - beta2_);
   s.eps = static_cast<float>(eps_);
+  return s;
+}
+
+void AdamW::step(float* params, const float* grads, double lr) {
+  ++steps_;
+  const kernels::AdamWScalars s = scalars(steps_, lr);
   const bool any_decay = weight_decay_ != 0.0;
 
   float* __restrict m = exp_avg_.data();

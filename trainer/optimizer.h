@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "configs/config.h"
+#include "kernels/backend.h"
 #include "trainer/param_layout.h"
 
 namespace dyt::trainer {
@@ -41,6 +42,10 @@ class AdamW {
   // One update of params[0, layout.total()) from grads (same offsets) at
   // learning rate `lr` (usually learning_rate(steps_taken(), t)).
   void step(float* params, const float* grads, double lr);
+  // The per-step constants of update number t (1 for the first) at `lr`,
+  // which step() hands to the element update; a device backend's AdamW
+  // takes the same.
+  kernels::AdamWScalars scalars(int64_t t, double lr) const;
 
   // Completed steps (t of the last update; 0 before the first).
   int64_t steps_taken() const { return steps_; }
