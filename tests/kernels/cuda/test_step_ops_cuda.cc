@@ -52,19 +52,6 @@ using kernels::ParamSegment;
 using kernels::cpu_f32;
 using kernels::cpu_i32;
 
-// One generator, reseeded at the start of each test from (run seed, test
-// name), as in test_norms_cuda.cc: a test draws the same inputs alone or not.
-std::mt19937& rng() {
-  static std::mt19937 gen(run_seed());
-  return gen;
-}
-void reseed(const std::string& test) {
-  uint32_t h = 2166136261u;  // FNV-1a of the name
-  for (unsigned char c : test) h = (h ^ c) * 16777619u;
-  std::seed_seq seq{run_seed(), h};
-  rng().seed(seq);
-}
-
 uint32_t bits(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);
@@ -114,19 +101,16 @@ struct F64Out {
 
 // ---- AdamW ------------------------------------------------------------------------------
 
-// The per-step constants, computed as trainer::AdamW::step computes them.
-AdamWScalars scalars_for(int64_t step, double lr, double b1, double b2, double eps, double wd) {
-  const double t = static_cast<double>(step);
-  const double bc1 = 1.0 - std::pow(b1, t), bc2 = 1.0 - std::pow(b2, t);
+// Per-step constants for the tests that do not need torch's (those that
+// compare with trainer::AdamW take its own, AdamW::scalars): β = (0.9, 0.95),
+// ε = 1e-8, wd = 0.1, bias corrections of step t, in float.
+AdamWScalars test_scalars(int step, double lr) {
   AdamWScalars s;
-  s.neg_step_size = static_cast<float>(-(lr / bc1));
-  s.bc2_sqrt = static_cast<float>(std::sqrt(bc2));
-  s.decay = static_cast<float>(1.0 - lr * wd);
-  s.beta1 = static_cast<float>(b1);
-  s.one_minus_beta1 = static_cast<float>(1.0 - b1);
-  s.beta2 = static_cast<float>(b2);
-  s.one_minus_beta2 = static_cast<float>(1.0 - b2);
-  s.eps = static_cast<float>(eps);
+  s.beta1 = 0.9f, s.one_minus_beta1 = 0.1f, s.beta2 = 0.95f, s.one_minus_beta2 = 0.05f;
+  s.eps = 1e-8f;
+  s.neg_step_size = static_cast<float>(-lr / (1.0 - std::pow(0.9, step)));
+  s.bc2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(0.95, step)));
+  s.decay = static_cast<float>(1.0 - lr * 0.1);
   return s;
 }
 
@@ -192,6 +176,15 @@ std::vector<ParamSegment> layout_segments(const trainer::ParamLayout& layout) {
   return segs;
 }
 
+config::TrainConfig adam_config() {
+  config::TrainConfig t;
+  t.set_beta1(0.9);
+  t.set_beta2(0.95);
+  t.set_adam_eps(1e-8);
+  t.set_weight_decay(0.1);
+  return t;
+}
+
 TEST(CudaAdamW, ThreeStepsEqualTrainerAdamWBitwise) {
   DYT_REQUIRE_CUDA();
   reseed("CudaAdamW.ThreeStepsEqualTrainerAdamWBitwise");
@@ -202,19 +195,14 @@ TEST(CudaAdamW, ThreeStepsEqualTrainerAdamWBitwise) {
   ASSERT_GT(decaying, 0);
   ASSERT_LT(decaying, static_cast<int>(segs.size()));
   const size_t n = static_cast<size_t>(layout.total());
-  config::TrainConfig t;
-  t.set_beta1(0.9);
-  t.set_beta2(0.95);
-  t.set_adam_eps(1e-8);
-  t.set_weight_decay(0.1);
-  trainer::AdamW cpu(layout, t);
+  trainer::AdamW cpu(layout, adam_config());
 
   Vec p = random_vec(n, rng());
   DeviceAdam dev(p, n);
   for (int step = 1; step <= 3; ++step) {
     const Vec g = spread_vec(n, -14, 0);
+    dev.step(g, segs, cpu.scalars(step, kLr[step - 1]), /*with_work=*/true);
     cpu.step(p.data(), g.data(), kLr[step - 1]);
-    dev.step(g, segs, scalars_for(step, kLr[step - 1], 0.9, 0.95, 1e-8, 0.1), /*with_work=*/true);
     const std::string at = " after step " + std::to_string(step);
     expect_bitwise(dev.p.download(), p, "p" + at);
     expect_bitwise(dev.m.download(), cpu.exp_avg(), "m" + at);
@@ -229,17 +217,12 @@ TEST(CudaAdamWHost, SharedUpdateEqualsTrainerAdamW) {
   const trainer::ParamLayout layout = test_layout();
   const std::vector<ParamSegment> segs = layout_segments(layout);
   const size_t n = static_cast<size_t>(layout.total());
-  config::TrainConfig t;
-  t.set_beta1(0.9);
-  t.set_beta2(0.95);
-  t.set_adam_eps(1e-8);
-  t.set_weight_decay(0.1);
-  trainer::AdamW cpu(layout, t);
+  trainer::AdamW cpu(layout, adam_config());
   Vec p = random_vec(n, rng()), q = p, m(n, 0.0f), v(n, 0.0f);
   for (int step = 1; step <= 3; ++step) {
     const Vec g = spread_vec(n, -14, 0);
+    host_adamw(q, g, m, v, segs, cpu.scalars(step, kLr[step - 1]));
     cpu.step(p.data(), g.data(), kLr[step - 1]);
-    host_adamw(q, g, m, v, segs, scalars_for(step, kLr[step - 1], 0.9, 0.95, 1e-8, 0.1));
     expect_bitwise(q, p, "p after step " + std::to_string(step));
   }
 }
@@ -267,7 +250,7 @@ TEST(CudaAdamW, ManySegmentsAndHolesEqualHostBitwise) {
     DeviceAdam dev(p0, n);
     for (int step = 1; step <= 3; ++step) {
       const Vec g = spread_vec(n, -14, 0);
-      const AdamWScalars s = scalars_for(step, kLr[step - 1], 0.9, 0.95, 1e-8, 0.1);
+      const AdamWScalars s = test_scalars(step, kLr[step - 1]);
       host_adamw(p, g, m, v, segs, s);
       dev.step(g, segs, s, with_work);
       const std::string at_step = " after step " + std::to_string(step) +
@@ -553,20 +536,6 @@ TEST(CudaEmbedding, BackwardRepeatableWithCallerWorkspace) {
 }
 
 // ---- host-side contracts (no GPU needed) ---------------------------------------------------
-
-alignas(16) float g_dummy[4];
-Tensor fake(DType dt, std::initializer_list<int64_t> dims, Device dev = Device::CUDA) {
-  return Tensor(g_dummy, dt, dev, dims);
-}
-template <class Fn>
-void expect_invalid(Fn&& fn, const std::string& op, const std::string& what) {
-  try {
-    fn();
-    ADD_FAILURE() << op << ": expected std::invalid_argument (" << what << ")";
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find(op), std::string::npos) << e.what();
-  }
-}
 
 TEST(CudaStepOpsHost, RejectsBadArgumentsBeforeAnyWork) {
   const Tensor p = fake(DType::F32, {10}), w = fake(DType::BF16, {10});
