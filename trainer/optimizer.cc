@@ -74,7 +74,7 @@ kernels::AdamWScalars AdamW::scalars(int64_t t_step, double lr) const {
 
 void AdamW::step(float* params, const float* grads, double lr) {
   ++steps_;
-  const kernels::AdamWScalars s = scalars(steps_, lr);
+  kernels::AdamWScalars s = scalars(steps_, lr);
   const bool any_decay = weight_decay_ != 0.0;
 
   float* __restrict m = exp_avg_.data();
@@ -84,8 +84,10 @@ void AdamW::step(float* params, const float* grads, double lr) {
 
   // The element update is kernels/optimizer_math.h's, which the CUDA
   // optimizer shares: its fmas are explicit, so the bits do not depend on
-  // what the compiler contracts.
-#pragma omp parallel if (total_ > 65536)
+  // what the compiler contracts. Each thread keeps its own copy of the
+  // scalars (firstprivate): a shared struct could alias p, m, v for all the
+  // compiler knows, which reloads it every element and stops vectorization.
+#pragma omp parallel if (total_ > 65536) firstprivate(s)
   for (const Segment& seg : segments_) {
     const bool decay_here = seg.decay && any_decay;
 #pragma omp for schedule(static) nowait
