@@ -144,7 +144,11 @@ __global__ void __launch_bounds__(256)
 }
 
 // ---- backward: one block per run of equal tokens and column tile ----------------------
-constexpr int kRunRows = 4;  // rows of a run whose loads are in flight together
+// A run is added kRunRows rows at a time: the group's row loads are all
+// issued before any add, and the next group's keys are loaded meanwhile, so
+// one memory round trip covers kRunRows rows (a key loaded only after the one
+// before it was compared would cost a round trip per row).
+constexpr int kRunRows = 8;
 
 template <class T, int VEC>
 __global__ void __launch_bounds__(128)
@@ -159,27 +163,37 @@ __global__ void __launch_bounds__(128)
   float* dst = dtable + int64_t{tok} * d + c;
   float acc[VEC];
   load_row<float, VEC>(dst, acc);
+  // Keys past the end read as ~0 (token 0xffffffff, never a run's token).
+  uint64_t key[kRunRows];
+#pragma unroll
+  for (int u = 0; u < kRunRows; ++u) key[u] = i + u < n ? keys[i + u] : ~uint64_t{0};
   for (int64_t j = i;; j += kRunRows) {
+    // The run is contiguous in sorted order, so `in` is a prefix of the group.
+    bool in[kRunRows];
     float x[kRunRows][VEC];
-    int rows = 0;  // the run is contiguous in sorted order: a prefix of these
 #pragma unroll
     for (int u = 0; u < kRunRows; ++u) {
-      const int64_t jj = j + u;
-      if (jj < n && rows == u) {
-        const uint64_t key = keys[jj];
-        if (static_cast<uint32_t>(key >> 32) == tok) {
-          load_row<T, VEC>(dout + static_cast<int64_t>(key & 0xffffffffu) * d + c, x[u]);
-          rows = u + 1;
+      in[u] = static_cast<uint32_t>(key[u] >> 32) == tok;
+      if (in[u]) load_row<T, VEC>(dout + static_cast<int64_t>(key[u] & 0xffffffffu) * d + c, x[u]);
+    }
+    if (!in[kRunRows - 1]) {  // the run ends in this group
+#pragma unroll
+      for (int u = 0; u < kRunRows; ++u)
+        if (in[u]) {
+#pragma unroll
+          for (int e = 0; e < VEC; ++e) acc[e] += x[u][e];
         }
-      }
+      break;
+    }
+#pragma unroll
+    for (int u = 0; u < kRunRows; ++u) {
+      const int64_t jj = j + kRunRows + u;
+      key[u] = jj < n ? keys[jj] : ~uint64_t{0};
     }
 #pragma unroll
     for (int u = 0; u < kRunRows; ++u)
-      if (u < rows) {
 #pragma unroll
-        for (int e = 0; e < VEC; ++e) acc[e] += x[u][e];
-      }
-    if (rows < kRunRows) break;
+      for (int e = 0; e < VEC; ++e) acc[e] += x[u][e];  // in position order
   }
   store_row<float, VEC>(dst, acc);
 }

@@ -500,6 +500,14 @@ TEST(CudaEmbedding, BackwardEqualsCpuBitwise) {
   // One token only: a single run of every row.
   const std::vector<int32_t> same(700, 3);
   check_embedding_backward(DType::F32, 700, 5, 4, 0, &same);
+  // Runs of exactly one and two groups of the kernel's 8 rows, then a short
+  // one, each ending where the next begins; positions interleaved.
+  std::vector<int32_t> groups;
+  for (int r = 0; r < 27; ++r) groups.push_back(r < 8 ? 0 : r < 24 ? 1 : 2);
+  std::shuffle(groups.begin(), groups.end(), rng());
+  check_embedding_backward(DType::F32, 27, 4, 3, 0, &groups);
+  const std::vector<int32_t> eight(8, 1);
+  check_embedding_backward(DType::BF16, 8, 33, 2, 0, &eight);
 }
 
 TEST(CudaEmbedding, BackwardSkipsBadIds) {
