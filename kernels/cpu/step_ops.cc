@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "kernels/cpu_ops.h"
+#include "kernels/optimizer_math.h"
 
 namespace dyt::cpu {
 namespace {
@@ -61,19 +62,10 @@ void adamw_step(float* p_, const float* g_, float* m_, float* v_,
 
 #pragma omp parallel if (total > 65536)
   for (const kernels::ParamSegment& seg : segments) {
-    const bool decay_here = seg.decay;
+    const bool decay = seg.decay;
+    const kernels::AdamWScalars local = s;  // a private copy: lets the loop vectorize
 #pragma omp for schedule(static) nowait
-    for (int64_t i = seg.begin; i < seg.end; ++i) {
-      float pi = p[i];
-      if (decay_here) pi = pi * s.decay;                            // param.mul_(1 - lr*wd)
-      const float gi = g[i];
-      const float mi = m[i] * s.beta1 + s.one_minus_beta1 * gi;     // exp_avg.mul_(β1).add_(g, 1-β1)
-      const float vi = v[i] * s.beta2 + (s.one_minus_beta2 * gi) * gi;  // exp_avg_sq.mul_(β2).addcmul_(g, g, 1-β2)
-      const float denom = std::sqrt(vi) / s.bc2_sqrt + s.eps;      // (v.sqrt() / sqrt(bc2)).add_(ε)
-      p[i] = pi + (s.neg_step_size * mi) / denom;                   // param.addcdiv_(m, denom, -step_size)
-      m[i] = mi;
-      v[i] = vi;
-    }
+    for (int64_t i = seg.begin; i < seg.end; ++i) kernels::adamw_update(p[i], m[i], v[i], g[i], local, decay);
   }
 }
 

@@ -15,6 +15,7 @@
 #include <iostream>
 #include <limits>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -76,6 +77,20 @@ inline std::string replay() {
   r += " " + emu::describe_options();
 #endif
   return r;
+}
+
+// One generator, reseeded at the start of each test from (run seed, test
+// name): a test draws the same inputs whether it runs alone (--gtest_filter)
+// or after others, so a failure replays exactly.
+inline std::mt19937& rng() {
+  static std::mt19937 gen(run_seed());
+  return gen;
+}
+inline void reseed(const std::string& test) {
+  uint32_t h = 2166136261u;  // FNV-1a of the name
+  for (unsigned char c : test) h = (h ^ c) * 16777619u;
+  std::seed_seq seq{run_seed(), h};
+  rng().seed(seq);
 }
 
 // Uniform in [lo, hi] with |v| >= 0.05: no input sits at a trivial zero.
@@ -325,4 +340,23 @@ inline std::vector<double> dyn_dx_e(const Vec& dx0, const Vec& dy, const Vec& ga
     m[i] = std::fabs(double(dx0[i])) + std::fabs(double(dy[i]) * gamma[i % d] * alpha);
   return fp32_terms(m);
 }
+// ---- host-side contracts (no GPU needed) ----------------------------------------------
+
+// A tensor marked CUDA at a stand-in address: for argument checks, which must
+// throw before anything is launched.
+inline Tensor fake(DType dt, std::initializer_list<int64_t> dims, Device dev = Device::CUDA) {
+  alignas(16) static float dummy[4];
+  return Tensor(dummy, dt, dev, dims);
+}
+// fn() must throw std::invalid_argument whose message names `op`.
+template <class Fn>
+void expect_invalid(Fn&& fn, const std::string& op, const std::string& what) {
+  try {
+    fn();
+    ADD_FAILURE() << op << ": expected std::invalid_argument (" << what << ")";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find(op), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace dyt::cuda_test

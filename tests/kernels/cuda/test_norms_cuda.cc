@@ -76,20 +76,6 @@ Tensor host(const Vec& v, std::initializer_list<int64_t> dims) {
   return cpu_f32(const_cast<float*>(v.data()), dims);
 }
 
-// One generator, reseeded at the start of each test from (run seed, test
-// name): a test draws the same inputs whether it runs alone (--gtest_filter)
-// or after others, so a failure replays exactly.
-std::mt19937& rng() {
-  static std::mt19937 gen(run_seed());
-  return gen;
-}
-void reseed(const std::string& test) {
-  uint32_t h = 2166136261u;  // FNV-1a of the name
-  for (unsigned char c : test) h = (h ^ c) * 16777619u;
-  std::seed_seq seq{run_seed(), h};
-  rng().seed(seq);
-}
-
 // ---- DyT and DyISRU on both devices ------------------------------------------------
 
 struct Dyn {
@@ -547,23 +533,6 @@ TEST(CudaNorms, WorkspaceTooSmallIsRejected) {
 }
 
 // ---- host-side contracts (no GPU needed) -----------------------------------------------------
-
-namespace {
-// A stand-in device address: these tests stop before anything is launched.
-alignas(16) float g_dummy[4];
-Tensor fake(DType dt, std::initializer_list<int64_t> dims, Device dev = Device::CUDA) {
-  return Tensor(g_dummy, dt, dev, dims);
-}
-template <class Fn>
-void expect_invalid(Fn&& fn, const std::string& op, const std::string& what) {
-  try {
-    fn();
-    ADD_FAILURE() << op << ": expected std::invalid_argument (" << what << ")";
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find(op), std::string::npos) << e.what();
-  }
-}
-}  // namespace
 
 TEST(CudaNormsHost, RejectsBadArgumentsBeforeAnyWork) {
   const Tensor a = fake(DType::F32, {1}), g = fake(DType::F32, {8});
