@@ -35,6 +35,8 @@ checking the logic on a CPU). --json: one JSON line, the last of stdout.
 """
 
 import argparse
+import contextlib
+import gc
 import json
 import math
 import os
@@ -185,23 +187,28 @@ def main():
     result.update(matmul_params=n, flops_per_token=fpt, flops_per_token_causal=fpt_causal,
                   peak_flops=a.peak_tflops * 1e12)
 
-    model = Model(a.layers, sh["d"], sh["heads"], sh["ffn"], sh["vocab"], seq, dev).to(dev)
-    result["params"] = sum(q.numel() for q in model.parameters())
-    decay = [q for q in model.parameters() if q.dim() >= 2]
-    no_decay = [q for q in model.parameters() if q.dim() < 2]
-    groups = [dict(params=decay, weight_decay=0.1), dict(params=no_decay, weight_decay=0.0)]
-    hyper = dict(lr=3e-4, betas=(0.9, 0.95), eps=1e-8)
-    if dev.type == "cuda":
-        opt = torch.optim.AdamW(groups, fused=True, **hyper)
-    else:  # fused AdamW is CUDA-only (and absent from old torch)
-        opt = torch.optim.AdamW(groups, **hyper)
-        result["notes"].append("AdamW not fused (fused needs CUDA)")
+    def build(layers):
+        # Parameters made on the device directly where torch can (>= 2.0),
+        # not drawn on the CPU and copied.
+        ctx = dev if hasattr(torch.device, "__enter__") else contextlib.nullcontext()
+        with ctx:
+            model = Model(layers, sh["d"], sh["heads"], sh["ffn"], sh["vocab"], seq, dev).to(dev)
+        decay = [q for q in model.parameters() if q.dim() >= 2]
+        no_decay = [q for q in model.parameters() if q.dim() < 2]
+        groups = [dict(params=decay, weight_decay=0.1), dict(params=no_decay, weight_decay=0.0)]
+        hyper = dict(lr=3e-4, betas=(0.9, 0.95), eps=1e-8)
+        if dev.type == "cuda":
+            opt = torch.optim.AdamW(groups, fused=True, **hyper)
+        else:  # fused AdamW is CUDA-only (and absent from old torch)
+            opt = torch.optim.AdamW(groups, **hyper)
+        return model, opt
+
     g = torch.Generator(device="cpu").manual_seed(a.seed)
     tokens = torch.randint(0, sh["vocab"], (1, seq), generator=g).to(dev)
     targets = torch.randint(0, sh["vocab"], (1, seq), generator=g).to(dev)
     amp = torch.autocast(device_type=dev.type, dtype=torch.bfloat16)
 
-    def step(fwd):
+    def step(model, opt, fwd):
         opt.zero_grad(set_to_none=True)
         with amp:
             loss = fwd(tokens, targets)
@@ -209,6 +216,33 @@ def main():
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         return loss, norm
+
+    # One eager step at --layers; when it runs out of GPU memory (PyTorch's
+    # step holds more than ours: fp32 weights plus autocast's bf16 copies),
+    # 3/4 of the layers, and so on: the report then compares at that count.
+    layers = a.layers
+    while True:
+        try:
+            model, opt = build(layers)
+            step(model, opt, model)
+            break
+        except torch.cuda.OutOfMemoryError if dev.type == "cuda" else ():
+            model = opt = None
+            gc.collect()
+            torch.cuda.empty_cache()
+            if layers == 1:
+                result["error"] = "out of GPU memory even at 1 layer"
+                print(json.dumps(result) if a.json else result["error"])
+                return 1
+            result["notes"].append(f"out of GPU memory at {layers} layers: {max(1, layers * 3 // 4)} instead")
+            layers = max(1, layers * 3 // 4)
+    if layers != a.layers:
+        n, fpt, fpt_causal = flops_per_token(layers, sh["d"], sh["ffn"], sh["vocab"], seq)
+        result.update(matmul_params=n, flops_per_token=fpt, flops_per_token_causal=fpt_causal)
+    result.update(layers=layers, requested_layers=a.layers)
+    result["params"] = sum(q.numel() for q in model.parameters())
+    if dev.type != "cuda":
+        result["notes"].append("AdamW not fused (fused needs CUDA)")
 
     fwd, mode = model, "eager"
     if not a.no_compile:
@@ -221,7 +255,7 @@ def main():
         try:
             compiled = torch.compile(model)
             t0 = time.monotonic()
-            step(compiled)
+            step(model, opt, compiled)
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             fwd, mode = compiled, "compile"
@@ -237,7 +271,7 @@ def main():
     result["mode"] = mode
     if not hasattr(F, "scaled_dot_product_attention"):
         result["notes"].append("no F.scaled_dot_product_attention in this torch: attention written out")
-    print(f"torch_step_peer: {result['device_name']}, torch {torch.__version__}, {mode}, {a.layers} layers, "
+    print(f"torch_step_peer: {result['device_name']}, torch {torch.__version__}, {mode}, {layers} layers, "
           f"d {sh['d']}, seq {seq}, {result['params']} params", flush=True)
 
     times, loss, norm = [], float("nan"), float("nan")
@@ -248,13 +282,13 @@ def main():
         if dev.type == "cuda":
             e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             e0.record()
-            loss_t, norm_t = step(fwd)
+            loss_t, norm_t = step(model, opt, fwd)
             e1.record()
             e1.synchronize()
             dt = e0.elapsed_time(e1) / 1e3
         else:
             t0 = time.perf_counter()
-            loss_t, norm_t = step(fwd)
+            loss_t, norm_t = step(model, opt, fwd)
             dt = time.perf_counter() - t0
         loss, norm = float(loss_t), float(norm_t)
         if i >= a.warmup:

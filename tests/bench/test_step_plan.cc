@@ -43,7 +43,9 @@ TEST(StepPlan, MatmulParamsAreTheLayoutLessEmbeddingAndNorms) {
     EXPECT_EQ(trainer::ParamLayout(d).total(),
               f.matmul_params + d.vocab * d.d + norms * d.d /* γ */ + norms /* α */ + 1 /* embed scale */)
         << layers << " layers";
-    if (layers == 32) EXPECT_EQ(f.matmul_params + d.vocab * d.d + norms * d.d, 6738415616);
+    if (layers == 32) {
+      EXPECT_EQ(f.matmul_params + d.vocab * d.d + norms * d.d, 6738415616);
+    }
   }
 }
 
