@@ -14,15 +14,16 @@
 # (-DDYT_CUDA_EMULATION=OFF, sm_90) and builds only the CUDA targets: the
 # GPU test programs (test_*cuda*, not emulated), dyt-bench-norms-cuda and
 # dyt-bench-step-cuda. Then, each stage cut by `timeout` and by a deadline
-# for the whole script ($DYT_GPU_BUDGET_S, default 540 s from its start;
+# for the whole script ($DYT_GPU_BUDGET_S, default 560 s from its start;
 # a stage is skipped, and says so, when too little is left):
 #   1. the GPU tests: ctest -R 'kernels\.cuda\.|\.cuda\.' (the kernels and
-#      the whole-model parity test model.cuda.*), 120 s
+#      the whole-model parity test model.cuda.*), 90 s
 #   2. dyt-bench-step-cuda: the LLaMA-7B-shaped step at as many layers as fit
-#      (tokens/s, MFU, breakdown by op family, DyT's share), 150 s
-#   3. bench/torch_step_peer.py at the same layer count (torch.compile, fused
-#      AdamW, SDPA), $DYT_TORCH_TIMEOUT_S (default 180 s); if PyTorch had to
-#      drop layers to fit, dyt-bench-step-cuda again at its count, 90 s
+#      (tokens/s, MFU, breakdown by op family, DyT's share), 120 s
+#   3. bench/torch_step_peer.py at the same layer count (torch.compile per
+#      block, fused AdamW, SDPA) with the machine's own LD_LIBRARY_PATH,
+#      $DYT_TORCH_TIMEOUT_S (default 200 s); if PyTorch had to drop layers to
+#      fit, dyt-bench-step-cuda again at its count, 90 s
 #   4. compute-sanitizer: memcheck, racecheck, synccheck and initcheck on the
 #      norm kernels' tests at DYT_TEST_SHAPES=small, then memcheck on the other
 #      GPU test programs, each run at most 25 s, $DYT_SANITIZE_S (default
@@ -68,7 +69,7 @@ build=$(cd "$build" && pwd)
 jobs=$(nproc 2>/dev/null || echo 4)
 bench_args=${DYT_BENCH_ARGS:-}
 start_s=$(date +%s)
-deadline=$((start_s + ${DYT_GPU_BUDGET_S:-540}))
+deadline=$((start_s + ${DYT_GPU_BUDGET_S:-560}))
 say() { echo "[gpu_report] $*"; }
 left() { echo $((deadline - $(date +%s))); }
 # tbox CAP [MIN]: the seconds a stage may take, min(CAP, time left); prints
@@ -171,7 +172,9 @@ mkdir -p "$build"
 # shellcheck source=scripts/gpu_deps_env.sh
 . "$root/scripts/gpu_deps_env.sh"
 start=$(date +%s)
-# In this shell, not a subshell: dyt_deps_env's exports serve every later stage.
+# In this shell, not a subshell: dyt_deps_env's exports serve every later
+# stage, except PyTorch, which keeps the machine's own library path.
+orig_ld=${LD_LIBRARY_PATH-}
 cfg_rc=0
 {
   echo "== unpacking $debs into $build/deps" &&
@@ -216,9 +219,9 @@ report
 
 # 1. GPU tests (kernels and the whole-model parity test).
 if [ "${DYT_SKIP_TESTS:-0}" != 1 ]; then
-  if t=$(tbox 120 20); then
+  if t=$(tbox 90 20); then
     say "GPU tests (ctest -R 'kernels\\.cuda\\.|\\.cuda\\.', at most $t s)"
-    (cd "$build" && gpu timeout "$t" ctest -V -R 'kernels\.cuda\.|\.cuda\.' -E '_emu' --timeout 100) \
+    (cd "$build" && gpu timeout "$t" ctest -V -R 'kernels\.cuda\.|\.cuda\.' -E '_emu' --timeout 80) \
       >"$out/tests.log" 2>&1 || status=1
     grep -E "tests passed|tests failed|\*\*\*Failed|Timeout" "$out/tests.log" | tail -8
   else
@@ -230,7 +233,7 @@ fi
 # 2. The whole step, layers fitted to memory.
 step_bin=$build/bench/cuda/dyt-bench-step-cuda
 layers=""
-if t=$(tbox 150 40); then
+if t=$(tbox 120 40); then
   say "dyt-bench-step-cuda (at most $t s)"
   echo "== dyt-bench-step-cuda ${DYT_STEP_ARGS:-}" >>"$out/bench.log"
   # shellcheck disable=SC2086
@@ -253,11 +256,12 @@ if [ "${DYT_SKIP_TORCH:-0}" != 1 ]; then
   [ "$dry" = 1 ] && peer_layers=${peer_layers:-32}
   if [ -z "$peer_layers" ]; then
     say "torch_step_peer.py skipped: no layer count from dyt-bench-step-cuda"
-  elif t=$(tbox "${DYT_TORCH_TIMEOUT_S:-180}" 60); then
+  elif t=$(tbox "${DYT_TORCH_TIMEOUT_S:-200}" 60); then
     say "torch_step_peer.py at $peer_layers layers (at most $t s; compiling takes most of it)"
     echo "== torch_step_peer.py --layers $peer_layers" >>"$out/bench.log"
     # Its own clock stops timing 15 s before `timeout` would kill it.
-    DYT_TORCH_TIMEOUT_S=$((t - 15)) gpu timeout "$t" python3 "${DYT_TORCH_PEER:-$root/bench/torch_step_peer.py}" \
+    gpu env LD_LIBRARY_PATH="$orig_ld" DYT_TORCH_TIMEOUT_S=$((t - 15)) \
+      timeout "$t" python3 "${DYT_TORCH_PEER:-$root/bench/torch_step_peer.py}" \
       --layers "$peer_layers" --json >"$out/step_torch.out" 2>&1 ||
       say "torch_step_peer.py FAILED or ran past $t s (see bench.log)"
     cat "$out/step_torch.out" >>"$out/bench.log" 2>/dev/null
