@@ -156,6 +156,11 @@ class CompileTimeout(Exception):
     pass
 
 
+class FakeOutOfMemory(RuntimeError):
+    """Raised above DYT_TORCH_PEER_FAKE_OOM_ABOVE layers: the test hook of the
+    out-of-memory fallback (tests/bench/test_torch_step_peer.py, on a CPU)."""
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--layers", type=int, required=True)
@@ -224,21 +229,30 @@ def main():
     # step holds more than ours: fp32 weights plus autocast's bf16 copies),
     # 3/4 of the layers, and so on: the report then compares at that count.
     layers = a.layers
+    fake_oom_above = int(os.environ.get("DYT_TORCH_PEER_FAKE_OOM_ABOVE", "0"))
+    oom_errors = (FakeOutOfMemory,) + ((torch.cuda.OutOfMemoryError,) if dev.type == "cuda" else ())
     while True:
+        model = opt = None
         try:
+            if fake_oom_above and layers > fake_oom_above:
+                raise FakeOutOfMemory()
             model, opt = build(layers)
             step(model, opt, model)
             break
-        except torch.cuda.OutOfMemoryError if dev.type == "cuda" else ():
-            model = opt = None
-            gc.collect()
+        except oom_errors:
+            pass
+        # Out of the except block, so that the traceback (whose frames hold
+        # the step's tensors) is gone before the memory is handed back.
+        model = opt = None
+        gc.collect()
+        if dev.type == "cuda":
             torch.cuda.empty_cache()
-            if layers == 1:
-                result["error"] = "out of GPU memory even at 1 layer"
-                print(json.dumps(result) if a.json else result["error"])
-                return 1
-            result["notes"].append(f"out of GPU memory at {layers} layers: {max(1, layers * 3 // 4)} instead")
-            layers = max(1, layers * 3 // 4)
+        if layers == 1:
+            result["error"] = "out of GPU memory even at 1 layer"
+            print(json.dumps(result) if a.json else result["error"])
+            return 1
+        result["notes"].append(f"out of GPU memory at {layers} layers: {max(1, layers * 3 // 4)} instead")
+        layers = max(1, layers * 3 // 4)
     if layers != a.layers:
         n, fpt, fpt_causal = flops_per_token(layers, sh["d"], sh["ffn"], sh["vocab"], seq)
         result.update(matmul_params=n, flops_per_token=fpt, flops_per_token_causal=fpt_causal)
