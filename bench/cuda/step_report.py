@@ -59,7 +59,9 @@ def test_summary(path):
         summary = m[-1]
     failed = re.findall(r"^\s*\d+ - (\S+) \((?:Failed|Timeout|SEGFAULT|Subprocess aborted|Not Run)\)", text, re.M)
     san = re.findall(r"^\[sanitizer\] (.*)$", text, re.M)
-    return summary, failed, san
+    # ctest's per-test lines: "12/40 Test #12: model.cuda.parity ....   Passed   3.1 sec"
+    results = re.findall(r"Test\s+#\d+: (\S+) \.*\s*(\*\*\*\w+|Passed|Not Run)", text)
+    return summary, failed, san, results
 
 
 def main():
@@ -73,9 +75,13 @@ def main():
     head = ours[0] if ours else None
     print("# Whole CUDA training step (LLaMA-7B-shaped, DyT, bf16)\n")
     if a.tests:
-        summary, failed, san = test_summary(a.tests)
+        summary, failed, san, results = test_summary(a.tests)
         print("## GPU tests\n")
         print(f"- ctest: {summary or 'no summary (not run, or cut off)'}")
+        model = [(n, v) for n, v in results if n.startswith("model.")]
+        passed = sum(v == "Passed" for _, v in model)
+        print(f"- whole-model parity (model.cuda.*): " +
+              (f"{passed} passed, {len(model) - passed} not" if model else "none ran"))
         for name in failed:
             print(f"- FAILED: `{name}`")
         for line in san:

@@ -77,7 +77,10 @@ def main():
             assert "not measured" in goal(t, g), (g, t)
         assert "No dyt-bench-step-cuda result" in t
         # Test log: summary, failures, sanitizer lines.
-        log = ("  3 - kernels.cuda.Foo.Bar (Failed)\n  7 - model.cuda.parity (Timeout)\n"
+        log = ("1/3 Test #1: model.cuda.Parity.Loss ..........   Passed    3.10 sec\n"
+               "2/3 Test #2: model.cuda.Parity.Grads .........***Failed    2.00 sec\n"
+               "3/3 Test #3: kernels.cuda.Foo.Bar ..........   Passed    0.10 sec\n"
+               "  3 - kernels.cuda.Foo.Bar (Failed)\n  7 - model.cuda.parity (Timeout)\n"
                "90% tests passed, 2 tests failed out of 20\n"
                "[sanitizer] memcheck test_kernels_cuda: no errors\n"
                "[sanitizer] racecheck test_kernels_cuda: ERRORS (exit 99)\n")
@@ -85,6 +88,9 @@ def main():
         assert "90% tests passed, 2 tests failed out of 20" in t, t
         assert "FAILED: `kernels.cuda.Foo.Bar`" in t and "FAILED: `model.cuda.parity`" in t, t
         assert "compute-sanitizer racecheck test_kernels_cuda: ERRORS (exit 99)" in t, t
+        assert "whole-model parity (model.cuda.*): 1 passed, 1 not" in t, t
+        t = run(tmp, [ours(28, 12000, 0.55, 0.02)], None, tests="100% tests passed, 0 tests failed out of 1\n")
+        assert "whole-model parity (model.cuda.*): none ran" in t, t
     print("step_report: all checks passed")
 
 
