@@ -1,5 +1,7 @@
 #include "trainer/activation_arena.h"
 
+#include "trainer/param_layout.h"
+
 #include <functional>
 #include <initializer_list>
 
@@ -8,7 +10,9 @@ namespace dyt::trainer {
 using kernels::DType;
 using kernels::Tensor;
 
-// Hands out consecutive views of one buffer; without a buffer it only counts.
+// Hands out consecutive views of one buffer, each starting at a multiple of
+// kParamAlign elements (aligned for vector loads and cuBLASLt, as the
+// parameters are); without a buffer it only counts.
 struct ActivationArena::Carving {
   const kernels::Buffer* buffer = nullptr;
   int64_t used = 0;
@@ -16,7 +20,9 @@ struct ActivationArena::Carving {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
     Tensor t;
-    if (buffer && n > 0) t = buffer->view(shape, used);
+    if (n == 0) return t;
+    used = (used + kParamAlign - 1) / kParamAlign * kParamAlign;
+    if (buffer) t = buffer->view(shape, used);
     used += n;
     return t;
   }
