@@ -86,9 +86,12 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, int64_
                        int64_t seq_len, int64_t n_heads, int64_t n_kv_heads, Tensor& out,
                        Tensor& lse);
 // out and lse are the forward's. dq, dk, dv are written (=); dk/dv sum over the
-// query heads of each group. With P recomputed from lse, dP = dout·Vᵀ and
-// D_i = Σ dout_i ⊙ out_i: dS = P ⊙ (dP − D), dq = dS·K/sqrt(hd),
-// dk = dSᵀ·Q/sqrt(hd), dv = Pᵀ·dout.
+// query heads of each group. With P recomputed from lse and dP = dout·Vᵀ:
+// dS = P ⊙ (dP − D), dq = dS·K/sqrt(hd), dk = dSᵀ·Q/sqrt(hd), dv = Pᵀ·dout,
+// where D_i = Σ_j p_ij dP_ij / Σ_j p_ij (in double) rather than
+// Σ dout_i ⊙ out_i: it keeps Σ_j dS_ij = 0 although the recomputed p_ij sum
+// to 1 + O(6e-8·|lse_i|) (attention.cc says why that matters). `out` is
+// checked for shape but not read on the CPU.
 void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                         const Tensor& lse, const Tensor& dout, int64_t batch, int64_t seq_len,
                         int64_t n_heads, int64_t n_kv_heads, Tensor& dq, Tensor& dk, Tensor& dv);

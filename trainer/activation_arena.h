@@ -32,6 +32,10 @@ class ActivationArena {
   kernels::DType act_dtype() const { return act_dtype_; }
   // Bytes held, over every buffer.
   int64_t bytes() const;
+  // What an arena of this shape holds, without allocating it (the memory
+  // check before a run's first step).
+  static int64_t bytes_needed(const ModelDims& dims, int64_t batch, int64_t seq_len,
+                              bool recompute, kernels::DType act_dtype);
 
   // The residual stream entering block l (l = layers: entering the final norm).
   const kernels::Tensor& layer_in(int64_t l) const { return layer_in_[static_cast<size_t>(l)]; }
@@ -51,9 +55,17 @@ class ActivationArena {
   double take_loss_sum();
 
  private:
+  // Views of act (activation dtype) and f32 buffers in a fixed order; with
+  // null buffers it only counts.
+  struct Carving;
+  void carve(const ModelDims& dims, Carving& act, Carving& f32);
+  // A shell that only counts (bytes_needed).
+  ActivationArena(int64_t batch, int64_t seq_len, bool recompute, kernels::DType act_dtype)
+      : batch_(batch), seq_len_(seq_len), recompute_(recompute), backend_(nullptr), act_dtype_(act_dtype) {}
+
   int64_t batch_, seq_len_;
   bool recompute_;
-  kernels::Backend& backend_;
+  kernels::Backend* backend_;
   kernels::DType act_dtype_;
   kernels::Buffer act_, f32_, ids_, f64_;
   std::vector<kernels::Tensor> layer_in_;

@@ -1,10 +1,83 @@
 #include "trainer/device_backend.h"
 
+#include <cstdio>
+
 #include "kernels/cpu/cpu_backend.h"
+#include "trainer/activation_arena.h"
+#include "trainer/model_dims.h"
+#include "trainer/param_layout.h"
+#ifdef DYT_HAVE_CUDA_BACKEND
+#include "kernels/cuda/cuda_backend.h"
+#endif
 
 namespace dyt::trainer {
+namespace {
 
-std::unique_ptr<kernels::Backend> make_backend(const config::TrainConfig& t) {
+std::string gib(int64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f GiB", static_cast<double>(bytes) / (int64_t{1} << 30));
+  return buf;
+}
+
+// What the CUDA kernels support, checked against the model before any work.
+[[maybe_unused]] void check_cuda_shapes(const config::RunConfig& cfg) {
+  const ModelDims d = model_dims(cfg.model());
+  if (d.head_dim != 32 && d.head_dim != 64 && d.head_dim != 128)
+    throw config::ConfigError("model.d_model / model.n_heads: head size " +
+                              std::to_string(d.head_dim) +
+                              " is not one the CUDA attention supports (32, 64, 128); choose "
+                              "model.n_heads so that d_model / n_heads is one of them, or set "
+                              "train.device=CPU");
+}
+
+#ifdef DYT_HAVE_CUDA_BACKEND
+std::unique_ptr<kernels::Backend> make_cuda(const config::RunConfig& cfg) {
+  check_cuda_shapes(cfg);
+  cuda::DeviceInfo info;
+  try {
+    info = cuda::device_info();
+  } catch (const cuda::NoDeviceError& e) {
+    throw config::ConfigError(std::string("train.device: CUDA, but ") + e.what() +
+                              "; set train.device=CPU to train on the CPU");
+  }
+  const MemoryNeed need = memory_need(cfg);
+  if (need.total() > static_cast<int64_t>(info.free_bytes))
+    throw config::ConfigError(
+        "train.micro_batch / train.seq_len: the run needs " + need.describe() + " on " + info.name +
+        ", which has " + gib(static_cast<int64_t>(info.free_bytes)) + " free of " +
+        gib(static_cast<int64_t>(info.total_bytes)) +
+        "; lower train.micro_batch (more micro-batches per step), set train.recompute=true, or "
+        "use more ranks");
+  return cuda::make_cuda_backend();
+}
+#endif
+
+}  // namespace
+
+std::string MemoryNeed::describe() const {
+  return gib(total()) + " (parameters and gradients " + gib(parameters) + ", optimizer " +
+         gib(optimizer) + ", activations " + gib(activations) + ", workspaces " + gib(workspaces) +
+         ")";
+}
+
+MemoryNeed memory_need(const config::RunConfig& cfg) {
+  const config::TrainConfig& t = cfg.train();
+  const ModelDims dims = model_dims(cfg.model());
+  const int64_t n = ParamLayout(dims).total();
+  const kernels::DType dt = compute_dtype(t);
+  MemoryNeed m;
+  m.parameters = n * (4 + 4 + (dt == kernels::DType::BF16 ? 2 : 0));
+  m.optimizer = n * 8;
+  m.activations = ActivationArena::bytes_needed(dims, t.micro_batch(), t.seq_len(), t.recompute(), dt);
+  // cuBLASLt's 32 MiB, and the norm/attention/loss workspaces: each at most
+  // a few floats per row of one micro-batch, bounded here by 64 per row.
+  const int64_t rows = t.micro_batch() * t.seq_len();
+  m.workspaces = (int64_t{32} << 20) + rows * dims.heads * 4 + rows * 64 * 4 + (int64_t{8} << 20);
+  return m;
+}
+
+std::unique_ptr<kernels::Backend> make_backend(const config::RunConfig& cfg) {
+  const config::TrainConfig& t = cfg.train();
   switch (t.device()) {
     case config::CPU:
       if (t.precision() != config::FP32)
@@ -12,8 +85,13 @@ std::unique_ptr<kernels::Backend> make_backend(const config::TrainConfig& t) {
                                   "train.precision=FP32 (BF16 needs train.device=CUDA)");
       return kernels::make_cpu_backend();
     case config::CUDA:
-      throw config::ConfigError("train.device: CUDA: this build of dyt-train has no CUDA backend "
-                                "yet; set train.device=CPU");
+#ifdef DYT_HAVE_CUDA_BACKEND
+      return make_cuda(cfg);
+#else
+      throw config::ConfigError("train.device: CUDA, but this dyt-train was built without CUDA "
+                                "(no CUDA toolkit at configure time, or -DDYT_WITH_CUDA=OFF); "
+                                "set train.device=CPU");
+#endif
     default:
       throw config::ConfigError("train.device: must be CPU or CUDA");
   }

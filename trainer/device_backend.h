@@ -1,19 +1,35 @@
 // The backend a run asks for (train.device, train.precision), checked before
-// any work: a CUDA run in a build without CUDA, or on a machine without a
-// usable GPU, is a config error that says what was found.
+// any work: a CUDA run in a build without CUDA, on a machine without a usable
+// GPU, with a head size the kernels lack, or one whose buffers would not fit
+// in the GPU's free memory, is a config error (exit 2) that names the field
+// and says what was found.
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <string>
 
 #include "configs/config.h"
 #include "kernels/backend.h"
 
 namespace dyt::trainer {
 
-// Throws config::ConfigError naming train.device or train.precision.
-std::unique_ptr<kernels::Backend> make_backend(const config::TrainConfig& t);
+// Throws config::ConfigError naming train.device, train.precision or the
+// model field at fault.
+std::unique_ptr<kernels::Backend> make_backend(const config::RunConfig& cfg);
 
 // The dtype of activations and of the working copy of the weights.
 kernels::DType compute_dtype(const config::TrainConfig& t);
+
+// Every buffer a run allocates up front on its device, in bytes.
+struct MemoryNeed {
+  int64_t parameters = 0;  // master, working copy, gradients
+  int64_t optimizer = 0;   // AdamW's moments
+  int64_t activations = 0; // the activation arena
+  int64_t workspaces = 0;  // cuBLASLt's and the kernels' (an upper bound)
+  int64_t total() const { return parameters + optimizer + activations + workspaces; }
+  std::string describe() const;  // "12.3 GiB (parameters 1.0 GiB, ...)"
+};
+MemoryNeed memory_need(const config::RunConfig& cfg);
 
 }  // namespace dyt::trainer

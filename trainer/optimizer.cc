@@ -31,19 +31,21 @@ AdamW::AdamW(const ParamLayout& layout, const config::TrainConfig& t, kernels::B
   if (!(weight_decay_ >= 0))
     throw std::invalid_argument("AdamW: train.weight_decay must be >= 0, got " + num(weight_decay_));
 
-  int64_t expect = 0;
+  // One segment per maximal run of tensors with one decay flag; the gaps of
+  // the aligned layout between them are left out (they stay zero).
+  int64_t end = 0;
   for (const ParamEntry& e : layout.entries()) {
-    if (e.offset != expect)
-      throw std::invalid_argument("AdamW: layout is not contiguous at " + e.name);
-    expect = e.offset + e.numel;
+    if (e.offset < end)
+      throw std::invalid_argument("AdamW: layout entries overlap at " + e.name);
+    end = e.offset + e.numel;
     if (e.numel == 0) continue;
     const bool decay = e.weight_decay() && weight_decay_ != 0.0;
-    if (!segments_.empty() && segments_.back().decay == decay && segments_.back().end == e.offset)
-      segments_.back().end = expect;
+    if (!segments_.empty() && segments_.back().decay == decay)
+      segments_.back().end = end;  // the gap in between is zeros: updating it keeps it zero
     else
-      segments_.push_back({e.offset, expect, decay});
+      segments_.push_back({e.offset, end, decay});
   }
-  if (expect != total_) throw std::invalid_argument("AdamW: layout entries do not cover its total");
+  if (end > total_) throw std::invalid_argument("AdamW: layout entries exceed its total");
   exp_avg_ = backend.allocate(kernels::DType::F32, total_);
   exp_avg_sq_ = backend.allocate(kernels::DType::F32, total_);
 }

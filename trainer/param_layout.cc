@@ -40,11 +40,11 @@ void ParamLayout::add(std::string name, std::vector<int64_t> shape, Split split,
   e.numel = 1;
   for (int64_t s : shape) e.numel *= s;
   e.shape = std::move(shape);
-  e.offset = total_;
+  e.offset = (total_ + kParamAlign - 1) / kParamAlign * kParamAlign;
   e.split = split;
   e.kind = kind;
   e.slot = slot;
-  total_ += e.numel;
+  total_ = e.offset + e.numel;
   entries_.push_back(std::move(e));
 }
 

@@ -53,11 +53,18 @@ struct ParamEntry {
   LocalShard local_shard(int tp_rank, int tp) const;
 };
 
+// Every tensor starts at a multiple of this many elements (256 bytes of
+// fp32, 128 of bf16), so each is aligned for vector loads and for cuBLASLt's
+// widest algorithms whatever precedes it (α is one element). The gaps stay
+// zero in every flat buffer: no gradient reaches them, so AdamW keeps them zero.
+inline constexpr int64_t kParamAlign = 64;
+
 class ParamLayout {
  public:
   explicit ParamLayout(const ModelDims& dims);
 
   const std::vector<ParamEntry>& entries() const { return entries_; }
+  // Elements of a flat buffer: the last tensor's end (gaps included).
   int64_t total() const { return total_; }
   // Throws std::out_of_range naming the tensor when absent.
   const ParamEntry& at(const std::string& name) const;

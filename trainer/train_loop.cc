@@ -125,7 +125,7 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out, parallel::Commu
     out = devnull.get();
   }
   // Everything that can be wrong with the device and the data is found before any work.
-  const std::unique_ptr<kernels::Backend> backend = make_backend(t);
+  const std::unique_ptr<kernels::Backend> backend = make_backend(cfg);
   const TrainData data(cfg, mesh);
   const data::BatchSampler& sampler = data.sampler();
   const int64_t T = t.seq_len(), B = t.micro_batch();

@@ -147,9 +147,19 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, int64_
   }
 }
 
-// Per block of query rows, with P = exp(S − lse), dP = dO Vᵀ, D = rowsum(dO ⊙ O)
-// and dS = P ⊙ (dP − D):
+// Per block of query rows, with P = exp(S − lse), dP = dO Vᵀ and dS = P ⊙ (dP − D):
 //   dQ = scale · dS K,  dK += scale · dSᵀ Q,  dV += Pᵀ dO  (summed over the group).
+//
+// D_i = Σ_j p_ij dP_ij / Σ_j p_ij, in double, not the flash kernels'
+// rowsum(dO ⊙ O). The softmax gradient is blind to a shift of a row's scores
+// (Σ_j dS_ij = 0), and dq_i = Σ_j dS_ij k_j relies on it wherever the keys
+// share a large common part. The recomputed p_ij sum to 1 + ε_i, ε_i ~
+// 6e-8·|lse_i| from lse's rounding to float and the same for the whole row;
+// rowsum(dO ⊙ O) = Σ_j p_ij dP_ij (+ O's rounding) then leaves Σ_j dS_ij =
+// −ε_i·D_i, and so does a D rounded to float. On the trained tiny model
+// (parity_dyt_trained) that put the saturated layers' q/k gradients 10-20×
+// further from float64 than PyTorch float32; dividing by the row's own Σ p
+// keeps them within it. `out` is therefore only checked, not read.
 void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                         const Tensor& lse, const Tensor& dout, int64_t batch, int64_t seq_len,
                         int64_t n_heads, int64_t n_kv_heads, Tensor& dq, Tensor& dk, Tensor& dv) {
@@ -201,12 +211,15 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
               float* p = P.data() + r * kv;
               float* gr = dS.data() + r * kv;
               probs_row(p, i, kv, lse_bh[i]);
-              const float* o_i = out.f32() + qoff + i * d.qs;
-              const float* do_i = dout.f32() + qoff + i * d.qs;
-              double dot = 0.0;
-              for (int64_t c = 0; c < hd; ++c) dot += static_cast<double>(do_i[c]) * o_i[c];
-              const float D = static_cast<float>(dot);
-              for (int64_t j = 0; j <= i; ++j) gr[j] = d.scale * p[j] * (gr[j] - D);
+              double dot = 0.0, psum = 0.0;
+#pragma omp simd reduction(+ : dot, psum)
+              for (int64_t j = 0; j <= i; ++j) {
+                dot += static_cast<double>(p[j]) * gr[j];
+                psum += p[j];
+              }
+              const double D = dot / psum;
+              for (int64_t j = 0; j <= i; ++j)
+                gr[j] = static_cast<float>(d.scale * p[j] * (gr[j] - D));
               std::fill(gr + i + 1, gr + kv, 0.0f);
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, irb, ihd, ikv, 1.0f, dS.data(),

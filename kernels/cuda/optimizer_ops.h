@@ -41,7 +41,7 @@ void adamw_step(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor&
 
 // Elements per partial sum of sum_squares: trainer::kNormChunk, which the
 // tests check (kernels/ may not include trainer/).
-inline constexpr int64_t kSumSquaresChunk = int64_t{1} << 15;
+using kernels::kSumSquaresChunk;  // kernels/op_params.h: one constant for both devices
 
 // out[0] (F64 [1], written) = Σ g[i]² over the F32 tensor g, bitwise equal to
 // trainer::grad_sum_squares: chunks of kSumSquaresChunk elements,

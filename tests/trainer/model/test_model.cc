@@ -42,8 +42,9 @@ TEST(ParamLayout, HuggingFaceNamesContiguousOffsetsAndDecayFlags) {
   const ParamLayout layout(model_dims(m));
   int64_t offset = 0;
   for (const ParamEntry& e : layout.entries()) {
-    EXPECT_EQ(e.offset, offset) << e.name;
-    offset += e.numel;
+    // Each tensor starts at the first aligned offset after the previous one.
+    EXPECT_EQ(e.offset, (offset + kParamAlign - 1) / kParamAlign * kParamAlign) << e.name;
+    offset = e.offset + e.numel;
     const bool is_matrix = e.shape.size() == 2;
     EXPECT_EQ(e.weight_decay(), is_matrix) << e.name;  // never α, γ, β or the embedding scale
   }

@@ -25,7 +25,8 @@ dataparallel: 4 steps with parallel.dp = 2 under mpirun -np 2 log the same
   norm 1e-5), and two dp = 2 runs are bit-identical; a dp that is not the
   number of ranks is refused naming parallel.dp (exit 2); a checkpoint saved
   under dp = 2 continues in one process.
-refuses: BF16 precision, tp > 1, checkpoint.exit_at_step without
+refuses: BF16 precision on the CPU, train.device CUDA without a GPU or with
+  an unsupported head size, tp > 1, checkpoint.exit_at_step without
   checkpoint.dir and a vocabulary smaller than the data's largest token stop
   the run before any work with a message naming the field (exit 2 for
   config, 1 for data).
@@ -318,17 +319,22 @@ def dataparallel(args):
 
 def refuses(args):
     """Settings this build cannot honour stop the run before any work (exit 2)."""
-    cases = [("checkpoint.exit_at_step=3", "checkpoint.exit_at_step"),
-             ("train.precision=BF16", "train.precision"),
-             ("parallel.tp=2", "parallel.tp"),
-             ("model.vocab_size=100", "model.vocab_size")]  # data holds ids >= 100
-    for override, field in cases:
-        p = run_train(args, os.path.join(args.work, "refuses"), override, "train.steps=1",
-                      expect_rc=1 if field == "model.vocab_size" else 2)
-        if field not in p.stderr:
-            sys.exit(f"FAIL: --set {override}: the error does not name {field}")
+    cases = [(["checkpoint.exit_at_step=3"], "checkpoint.exit_at_step"),
+             (["train.precision=BF16"], "train.precision"),
+             (["parallel.tp=2"], "parallel.tp"),
+             (["model.vocab_size=100"], "model.vocab_size"),  # data holds ids >= 100
+             # A head size the CUDA attention lacks (16); a build without
+             # CUDA refuses the device itself.
+             (["train.device=CUDA", "model.n_heads=8"], "model.d_model / model.n_heads|train.device")]
+    if not os.path.exists("/dev/nvidia0"):  # no GPU: CUDA is refused, saying what was found
+        cases.append((["train.device=CUDA"], "train.device"))
+    for overrides, fields in cases:
+        p = run_train(args, os.path.join(args.work, "refuses"), *overrides, "train.steps=1",
+                      expect_rc=1 if fields == "model.vocab_size" else 2)
+        if not any(f in p.stderr for f in fields.split("|")):
+            sys.exit(f"FAIL: --set {' '.join(overrides)}: the error does not name {fields}: {p.stderr}")
         if os.path.exists(os.path.join(args.work, "refuses", "metrics.jsonl")):
-            sys.exit(f"FAIL: --set {override}: work started (metrics written) before the refusal")
+            sys.exit(f"FAIL: --set {' '.join(overrides)}: work started (metrics written) before the refusal")
     print("PASS")
 
 

@@ -299,7 +299,18 @@ cudaError_t cudaMemset(void* d, int v, size_t n) {
   std::memset(d, v, n);
   return cudaSuccess;
 }
+cudaError_t cudaMemsetAsync(void* d, int v, size_t n, cudaStream_t) { return cudaMemset(d, v, n); }
 cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : cudaErrorInvalidDevice; }
+// The emulated GPU's memory: 16 GiB, or $DYT_EMU_GPU_BYTES (to test what a
+// run does when it would not fit); free = total, since the emulator's
+// allocations are host memory.
+cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
+  const char* env = std::getenv("DYT_EMU_GPU_BYTES");
+  const size_t total = env ? static_cast<size_t>(std::strtoull(env, nullptr, 10)) : size_t{16} << 30;
+  *free_bytes = *total_bytes = total;
+  return cudaSuccess;
+}
 cudaError_t cudaGetDeviceCount(int* n) {
   *n = 1;
   return cudaSuccess;
@@ -317,6 +328,8 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int) {
   std::strcpy(p->name, "host emulator");
   p->multiProcessorCount = sms();
   p->l2CacheSize = 1 << 20;
+  p->major = 9;  // reports itself as the sm_90 the kernels are built for
+  p->minor = 0;
   return cudaSuccess;
 }
 cudaError_t cudaGetLastError() { return cudaSuccess; }

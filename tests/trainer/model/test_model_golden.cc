@@ -1,0 +1,57 @@
+// The golden files (tests/trainer/model/golden/*.safetensors): what the CPU
+// backend computes for one forward and backward of each model_cases() model
+// — its loss and every gradient. The CUDA tests (on a GPU and through the
+// emulator) read them, so both backends are held to the same numbers; this
+// test keeps them honest: the CPU backend must still reproduce them (to
+// 1e-6: other OpenBLAS kernels or thread counts move the last bits).
+// DYT_WRITE_GOLDEN=1 rewrites them from the current CPU backend.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "checkpoint/safetensors.h"
+#include "tests/trainer/model/model_cases.h"
+#include "trainer/model_instance.h"
+#include "trainer/named_tensors.h"
+
+namespace dyt::trainer {
+namespace {
+
+using test::ModelCase;
+
+TEST(Golden, CpuBackendReproducesTheGoldenFiles) {
+  const bool write = std::getenv("DYT_WRITE_GOLDEN") != nullptr;
+  for (const ModelCase& c : test::model_cases()) {
+    ModelInstance m(test::case_model(c), test::kCaseBatch, test::kCaseSeq, false);
+    m.init(test::kCaseSeed);
+    const auto tokens = test::case_ids(m.dims().vocab, 1), targets = test::case_ids(m.dims().vocab, 2);
+    const int64_t n = test::kCaseBatch * test::kCaseSeq;
+    const float loss = static_cast<float>(m.forward_backward(tokens.data(), targets.data(), 1.0f / n) / n);
+    const std::vector<float> grads = m.params().grads_to_host();
+    if (write) {
+      std::vector<checkpoint::TensorRef> refs = named_views(m.layout(), grads.data());
+      refs.push_back({"loss", {1}, &loss});
+      checkpoint::write_safetensors(test::golden_path(c), refs);
+      continue;
+    }
+    const auto golden = checkpoint::read_safetensors(test::golden_path(c));
+    ASSERT_EQ(golden.count("loss"), 1u) << c.name;
+    EXPECT_NEAR(loss, golden.at("loss").data[0], 1e-6 * std::fabs(loss)) << c.name;
+    for (const ParamEntry& e : m.layout().entries()) {
+      const std::vector<float>& g = golden.at(e.name).data;
+      double rms = 0;
+      for (float x : g) rms += double(x) * x;
+      rms = std::sqrt(rms / g.size());
+      for (int64_t i = 0; i < e.numel; ++i)
+        ASSERT_NEAR(grads[e.offset + i], g[i], 1e-6 * (std::fabs(g[i]) + rms))
+            << c.name << " " << e.name << "[" << i << "]";
+    }
+  }
+}
+
+}  // namespace
+}  // namespace dyt::trainer
