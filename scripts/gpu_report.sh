@@ -203,6 +203,8 @@ echo "== targets: ${targets[*]}" >>"$out/build.log"
 if t=$(tbox 330 60); then
   targs=()
   for x in "${targets[@]}"; do targs+=(--target "$x"); done
+  # ninja -k 0: one target that fails to build does not stop the others.
+  [ ${#generator[@]} -gt 0 ] && targs+=(-- -k 0)
   if ! gpu timeout "$t" cmake --build "$build" -j "$jobs" "${targs[@]}" >>"$out/build.log" 2>&1; then
     say "build FAILED or ran past $t s; tail of build.log:"
     tail -30 "$out/build.log"

@@ -16,8 +16,7 @@
 // gradients, forward + backward on random tokens (drawn once, fixed seed),
 // the global gradient norm (sum of squares, read back), clipping at 1.0,
 // AdamW at the schedule's learning rate. Each step is bracketed by CUDA
-// events on the legacy default stream (see bench/cuda/timing_backend.h for
-// why that orders with the backend's blocking stream); after --warmup steps,
+// events on the backend's own stream (cuda::stream_of); after --warmup steps,
 // --iters are timed and the median reported, with tokens/s at the median and
 // MFU by PaLM's count against --peak-tflops (the H100/H200 SXM dense BF16
 // peak). Then --breakdown-iters more steps run with every backend call
@@ -136,12 +135,13 @@ int run(int argc, char** argv) {
   const trainer::MemoryNeed mem = trainer::memory_need(cfg);
 
   std::unique_ptr<kernels::Backend> real = cuda::make_cuda_backend();
-  bench::TimingBackend be(*real);
+  const cudaStream_t stream = cuda::stream_of(*real);
+  bench::TimingBackend be(*real, stream);
   trainer::ModelInstance model(cfg.model(), 1, T, t.recompute(), be, kernels::DType::BF16);
   model.init(seed);
   trainer::AdamW optimizer(model.layout(), t, be);
   const bench::StepFlops flops = bench::step_flops(model.dims(), T);
-  const int64_t n_params = model.layout().total();
+  const int64_t n_params = bench::param_count(model.dims());
 
   std::printf("dyt-bench-step-cuda: %s, %s\n", info.name.c_str(), real->describe().c_str());
   std::printf("model: %s, %lld layers%s, d %lld, heads %lld (kv %lld), ffn %lld, vocab %lld, seq %lld, "
@@ -195,10 +195,10 @@ int run(int argc, char** argv) {
   std::vector<double> times;
   int64_t s = 0;
   for (; s < warmup + iters; ++s) {
-    check(cudaEventRecord(e0, cudaStreamLegacy), "cudaEventRecord");
+    check(cudaEventRecord(e0, stream), "cudaEventRecord");
     step(s);
-    check(cudaEventRecord(e1, cudaStreamLegacy), "cudaEventRecord");
-    check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");  // one device: waits for e1
+    check(cudaEventRecord(e1, stream), "cudaEventRecord");
+    check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");  // waits for e1
     float ms = 0;
     check(cudaEventElapsedTime(&ms, e0, e1), "cudaEventElapsedTime");
     if (s >= warmup) times.push_back(ms / 1e3);
@@ -223,9 +223,9 @@ int run(int argc, char** argv) {
   for (int64_t i = 0; i < bd_iters; ++i, ++s) {
     std::array<double, bench::kFamilies> ms{};
     std::array<int64_t, bench::kFamilies> calls{};
-    check(cudaEventRecord(e0, cudaStreamLegacy), "cudaEventRecord");
+    check(cudaEventRecord(e0, stream), "cudaEventRecord");
     step(s);
-    check(cudaEventRecord(e1, cudaStreamLegacy), "cudaEventRecord");
+    check(cudaEventRecord(e1, stream), "cudaEventRecord");
     be.collect(ms, calls);
     float step_ms = 0;
     check(cudaEventElapsedTime(&step_ms, e0, e1), "cudaEventElapsedTime");
@@ -269,6 +269,9 @@ int run(int argc, char** argv) {
     o << "], \"breakdown_step_ms\": " << bd_step << ", \"breakdown_ms\": {";
     for (int f = 0; f < bench::kFamilies; ++f)
       o << (f ? ", " : "") << "\"" << bench::family_name(static_cast<bench::OpFamily>(f)) << "\": " << fam_med[f];
+    o << "}, \"breakdown_calls\": {";
+    for (int f = 0; f < bench::kFamilies; ++f)
+      o << (f ? ", " : "") << "\"" << bench::family_name(static_cast<bench::OpFamily>(f)) << "\": " << fam_calls[f];
     o << "}, \"norm_share\": " << norm_share << "}";
     std::printf("%s\n", o.str().c_str());
   }

@@ -2,17 +2,13 @@
 // and, while enabled, brackets each op with a pair of CUDA events, so a step's
 // GPU time splits by op family (dyt-bench-step-cuda's breakdown).
 //
-// Stream ordering: the events must follow the work they time. The CUDA
-// backend queues everything on one stream it owns, made with
-// cudaStreamCreate, i.e. a BLOCKING stream; events are recorded on `stream`,
-// by default cudaStreamLegacy, the legacy default stream, which waits for all
-// earlier work of every blocking stream and which later blocking-stream work
-// waits for. So an event there completes after the op before it and before
-// the op after it, whatever the backend's own stream. (Pass the backend's own
-// stream instead when an accessor for it exists; a non-blocking backend
-// stream would need that.) Recording on the legacy stream costs a little
-// serialization per op, which is why the headline step time is measured with
-// timing disabled and the breakdown in separate steps.
+// Stream ordering: the events must follow the work they time, so they are
+// recorded on the stream the real backend queues everything on
+// (kernels/cuda/cuda_backend.h stream_of()): each event then falls between
+// the op before and the op after, whatever else runs on the device. Timing
+// every op costs an event pair per op, which is why dyt-bench-step-cuda
+// measures its headline step time with timing disabled and the breakdown in
+// separate steps.
 //
 // Events come from a pool created once and reused step after step; collect()
 // synchronizes, adds each pair's elapsed time to its family and rewinds the pool.
@@ -43,8 +39,8 @@ inline constexpr int kFamilies = static_cast<int>(OpFamily::kCount);
 
 class TimingBackend final : public kernels::Backend {
  public:
-  explicit TimingBackend(kernels::Backend& inner, cudaStream_t stream = cudaStreamLegacy)
-      : inner_(inner), stream_(stream) {}
+  // `stream`: the one `inner` queues its work on.
+  TimingBackend(kernels::Backend& inner, cudaStream_t stream) : inner_(inner), stream_(stream) {}
   ~TimingBackend() override {
     for (auto& p : pool_) cudaEventDestroy(p.start), cudaEventDestroy(p.stop);
   }

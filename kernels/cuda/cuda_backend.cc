@@ -68,6 +68,7 @@ class CudaBackend final : public kernels::Backend {
 
   Device device() const override { return Device::CUDA; }
   std::string describe() const override { return describe_; }
+  cudaStream_t stream() const { return stream_; }
 
   Buffer allocate(kernels::DType dtype, int64_t numel) override {
     if (numel < 0) throw std::invalid_argument("CUDA allocate: negative size");
@@ -285,6 +286,12 @@ class CudaBackend final : public kernels::Backend {
 
 std::unique_ptr<kernels::Backend> make_cuda_backend(int device) {
   return std::make_unique<CudaBackend>(device);
+}
+
+CUstream_st* stream_of(const kernels::Backend& backend) {
+  const auto* b = dynamic_cast<const CudaBackend*>(&backend);
+  if (!b) throw std::invalid_argument("stream_of: " + backend.describe() + " is not a CUDA backend");
+  return b->stream();
 }
 
 DeviceInfo device_info(int device) {

@@ -11,6 +11,8 @@
 
 #include "kernels/backend.h"
 
+struct CUstream_st;  // what cudaStream_t points to, without cuda_runtime_api.h here
+
 namespace dyt::cuda {
 
 // No usable GPU: the message says what was found (no driver, no device,
@@ -22,6 +24,12 @@ struct NoDeviceError : std::runtime_error {
 // The backend on device `device` (cudaSetDevice; -1 = the current one).
 // Throws NoDeviceError when there is no usable GPU.
 std::unique_ptr<kernels::Backend> make_cuda_backend(int device = -1);
+
+// The stream (a cudaStream_t) that a backend made by make_cuda_backend queues
+// all its work on, for tools that order or time work beside it (events,
+// e.g. bench/cuda/timing_backend.h). Throws std::invalid_argument when
+// `backend` is not one.
+CUstream_st* stream_of(const kernels::Backend& backend);
 
 // What the backend's GPU offers, for messages and the memory check.
 struct DeviceInfo {
