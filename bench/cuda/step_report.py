@@ -80,7 +80,7 @@ def main():
         print(f"- ctest: {summary or 'no summary (not run, or cut off)'}")
         model = [(n, v) for n, v in results if n.startswith("model.")]
         passed = sum(v == "Passed" for _, v in model)
-        print(f"- whole-model parity (model.cuda.*): " +
+        print("- whole-model parity (model.cuda.*): " +
               (f"{passed} passed, {len(model) - passed} not" if model else "none ran"))
         for name in failed:
             print(f"- FAILED: `{name}`")
