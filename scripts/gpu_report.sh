@@ -175,6 +175,9 @@ start=$(date +%s)
 # In this shell, not a subshell: dyt_deps_env's exports serve every later
 # stage, except PyTorch, which keeps the machine's own library path.
 orig_ld=${LD_LIBRARY_PATH-}
+# The packages' CMake files (GTest's) state old policy versions, which CMake 4
+# (a pip-installed CMake may be one) refuses without this; older CMake ignores it.
+export CMAKE_POLICY_VERSION_MINIMUM=${CMAKE_POLICY_VERSION_MINIMUM:-3.5}
 cfg_rc=0
 {
   echo "== unpacking $debs into $build/deps" &&
