@@ -112,7 +112,7 @@ void write_shape(const std::string& path, const trainer::ModelInstance& model, c
     << ", \"warmup_steps\": " << config::warmup_steps(t) << ", \"steps\": " << t.steps()
     << ", \"beta1\": " << t.beta1() << ", \"beta2\": " << t.beta2() << ", \"adam_eps\": " << t.adam_eps()
     << ", \"weight_decay\": " << t.weight_decay() << ", \"grad_clip\": " << t.grad_clip()
-    << ", \"seed\": " << seed << "},\n\"params\": " << model.layout().total() << "\n}\n";
+    << ", \"seed\": " << seed << "},\n\"params\": " << model.layout().parameters() << "\n}\n";
   if (!f) throw std::runtime_error("cannot write --shape-out file " + path);
 }
 
@@ -148,7 +148,7 @@ int run(int argc, char** argv) {
   const int threads = omp_get_max_threads();
   const std::string blas = blas_description();
   std::printf("dyt-bench-step: %s, %lld parameters, norm %s, recompute %s\n", args.config_path.c_str(),
-              static_cast<long long>(n_params), trainer::norm_name(model.dims().norm),
+              static_cast<long long>(model.layout().parameters()), trainer::norm_name(model.dims().norm),
               t.recompute() ? "on" : "off");
   std::printf("step: %lld tokens = %lld micro-batches of %lld x %lld, grad clip %g, AdamW\n",
               static_cast<long long>(tokens_per_step), static_cast<long long>(micro_batches),
@@ -183,7 +183,7 @@ int run(int argc, char** argv) {
     std::ostringstream o;
     o.precision(9);
     o << "{\"impl\": \"dyt-train C++\", \"config\": \"" << json_escape(args.config_path)
-      << "\", \"threads\": " << threads << ", \"blas\": \"" << json_escape(blas) << "\", \"params\": " << n_params
+      << "\", \"threads\": " << threads << ", \"blas\": \"" << json_escape(blas) << "\", \"params\": " << model.layout().parameters()
       << ", \"tokens_per_step\": " << tokens_per_step << ", \"micro_batches\": " << micro_batches
       << ", \"warmup\": " << warmup << ", \"iters\": " << iters << ", \"median_s\": " << med
       << ", \"min_s\": " << lo << ", \"max_s\": " << hi << ", \"tokens_per_s\": " << tok_s

@@ -41,7 +41,7 @@ MemoryPlan plan_memory(const config::RunConfig& cfg) {
   const bool bf16 = cfg.train().precision() == config::BF16;
 
   MemoryPlan p;
-  p.parameters = layout.total();
+  p.parameters = layout.parameters();
   for (const trainer::ParamEntry& e : layout.entries())
     p.parameters_per_rank += e.split == Split::Replicated ? e.numel : e.numel / tp;
   const int64_t n = p.parameters_per_rank;

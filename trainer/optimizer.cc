@@ -31,8 +31,8 @@ AdamW::AdamW(const ParamLayout& layout, const config::TrainConfig& t, kernels::B
   if (!(weight_decay_ >= 0))
     throw std::invalid_argument("AdamW: train.weight_decay must be >= 0, got " + num(weight_decay_));
 
-  // One segment per maximal run of tensors with one decay flag; the gaps of
-  // the aligned layout between them are left out (they stay zero).
+  // One segment per maximal run of adjacent tensors with one decay flag; the
+  // gaps of the aligned layout are left out (they stay as they are: zero).
   int64_t end = 0;
   for (const ParamEntry& e : layout.entries()) {
     if (e.offset < end)
@@ -40,8 +40,8 @@ AdamW::AdamW(const ParamLayout& layout, const config::TrainConfig& t, kernels::B
     end = e.offset + e.numel;
     if (e.numel == 0) continue;
     const bool decay = e.weight_decay() && weight_decay_ != 0.0;
-    if (!segments_.empty() && segments_.back().decay == decay)
-      segments_.back().end = end;  // the gap in between is zeros: updating it keeps it zero
+    if (!segments_.empty() && segments_.back().decay == decay && segments_.back().end == e.offset)
+      segments_.back().end = end;
     else
       segments_.push_back({e.offset, end, decay});
   }

@@ -45,6 +45,7 @@ void ParamLayout::add(std::string name, std::vector<int64_t> shape, Split split,
   e.kind = kind;
   e.slot = slot;
   total_ = e.offset + e.numel;
+  parameters_ += e.numel;
   entries_.push_back(std::move(e));
 }
 

@@ -56,7 +56,7 @@ struct ParamEntry {
 // Every tensor starts at a multiple of this many elements (256 bytes of
 // fp32, 128 of bf16), so each is aligned for vector loads and for cuBLASLt's
 // widest algorithms whatever precedes it (α is one element). The gaps stay
-// zero in every flat buffer: no gradient reaches them, so AdamW keeps them zero.
+// zero in every flat buffer: no gradient reaches them and AdamW skips them.
 inline constexpr int64_t kParamAlign = 64;
 
 class ParamLayout {
@@ -66,6 +66,8 @@ class ParamLayout {
   const std::vector<ParamEntry>& entries() const { return entries_; }
   // Elements of a flat buffer: the last tensor's end (gaps included).
   int64_t total() const { return total_; }
+  // The model's parameter count: the tensors' elements, without the gaps.
+  int64_t parameters() const { return parameters_; }
   // Throws std::out_of_range naming the tensor when absent.
   const ParamEntry& at(const std::string& name) const;
   const ParamEntry* find(const std::string& name) const;
@@ -76,6 +78,7 @@ class ParamLayout {
 
   std::vector<ParamEntry> entries_;
   int64_t total_ = 0;
+  int64_t parameters_ = 0;
 };
 
 // "model.layers.<i>.<suffix>"

@@ -165,7 +165,7 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out, parallel::Commu
                "dyt-train: %lld parameters, norm %s, %lld steps of %lld tokens "
                "(%d data-parallel ranks x %lld micro-batches of %lld x %lld), %lld training samples, "
                "run dir %s\n",
-               static_cast<long long>(model.layout().total()), norm_name(model.dims().norm),
+               static_cast<long long>(model.layout().parameters()), norm_name(model.dims().norm),
                static_cast<long long>(t.steps()), static_cast<long long>(tokens_per_step), mesh.dp,
                static_cast<long long>(sampler.micro_batches_per_step()), static_cast<long long>(B),
                static_cast<long long>(T), static_cast<long long>(data.train_set().num_samples()),

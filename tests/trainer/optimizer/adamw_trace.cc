@@ -111,9 +111,12 @@ int main(int argc, char** argv) {
 
   dyt::trainer::AdamW opt(layout, t);
   for (int s = 0; s < kSteps; ++s) {
-    for (int64_t i = 0; i < n; ++i)
-      grads[static_cast<size_t>(i)] = static_cast<float>(
-          kScale[s] * std::sin(0.37 * i + 1.3 * s + 0.1) * (1.0 + 0.5 * std::cos(0.05 * i * (s + 1))));
+    // Inside the tensors only: the layout's alignment gaps get no gradient,
+    // as in training.
+    for (const auto& e : layout.entries())
+      for (int64_t i = e.offset; i < e.offset + e.numel; ++i)
+        grads[static_cast<size_t>(i)] = static_cast<float>(
+            kScale[s] * std::sin(0.37 * i + 1.3 * s + 0.1) * (1.0 + 0.5 * std::cos(0.05 * i * (s + 1))));
     std::fprintf(f, "%s\n{\"step\":%d,\"grad\":", s ? "," : "", s);
     write_floats(f, grads.data(), n);  // before clipping
 
