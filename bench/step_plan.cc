@@ -2,8 +2,6 @@
 
 #include <stdexcept>
 
-#include "trainer/param_layout.h"
-
 namespace dyt::bench {
 
 config::RunConfig llama7b_shaped(int64_t layers, int64_t seq_len, bool tiny) {
@@ -32,13 +30,6 @@ int64_t fit_layers(const std::function<int64_t(int64_t)>& need, int64_t budget, 
     else hi = mid - 1;
   }
   return lo;
-}
-
-int64_t param_count(const trainer::ModelDims& dims) {
-  const trainer::ParamLayout layout(dims);
-  int64_t n = 0;
-  for (const trainer::ParamEntry& e : layout.entries()) n += e.numel;
-  return n;
 }
 
 StepFlops step_flops(const trainer::ModelDims& d, int64_t seq_len) {

@@ -42,10 +42,6 @@ struct StepFlops {
 };
 StepFlops step_flops(const trainer::ModelDims& dims, int64_t seq_len);
 
-// Parameters of the model: the layout's tensors' elements, without the
-// alignment gaps between them that ParamLayout::total() counts.
-int64_t param_count(const trainer::ModelDims& dims);
-
 // Model FLOPs utilization: tokens/s · FLOPs per token over the peak in FLOP/s.
 inline double mfu(double tokens_per_s, double flops_per_token, double peak_flops) {
   return tokens_per_s * flops_per_token / peak_flops;

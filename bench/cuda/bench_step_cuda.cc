@@ -141,7 +141,7 @@ int run(int argc, char** argv) {
   model.init(seed);
   trainer::AdamW optimizer(model.layout(), t, be);
   const bench::StepFlops flops = bench::step_flops(model.dims(), T);
-  const int64_t n_params = bench::param_count(model.dims());
+  const int64_t n_params = model.layout().parameters();  // without the alignment gaps
 
   std::printf("dyt-bench-step-cuda: %s, %s\n", info.name.c_str(), real->describe().c_str());
   std::printf("model: %s, %lld layers%s, d %lld, heads %lld (kv %lld), ffn %lld, vocab %lld, seq %lld, "
