@@ -4,15 +4,63 @@
 // every rank and depends only on the inputs and the group size, never on
 // timing or the MPI library's choice of algorithm (DESIGN.md: no
 // reductions whose order decides results). A sum over ranks is
-// ((x₀ + x₁) + x₂) + … in rank order, element by element.
+// ((x₀ + x₁) + x₂) + … in rank order, element by element — the same order in
+// allreduce_sum and reduce_scatter_sum, so a reduce-scatter gives bit for bit
+// the slice of the all-reduce (what makes ZeRO-1 match plain dp exactly).
+//
+// Every communicator counts the calls and bytes of each kind of collective
+// it has run since its creation (stats()); the convention is in
+// docs/parallel.md and in the *_traffic functions below, which the planner
+// uses to predict the same figures.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 
 namespace dyt::parallel {
 
+enum class Collective : int { allreduce_sum, reduce_scatter_sum, allgather, allreduce_max, barrier };
+inline constexpr int kCollectiveKinds = 5;
+const char* collective_name(Collective c);
+
+// What this rank sent to and received from the other ranks of its group.
+struct Traffic {
+  uint64_t calls = 0, bytes_sent = 0, bytes_received = 0;
+  Traffic& operator+=(const Traffic& o);
+  bool operator==(const Traffic&) const = default;
+};
+
+struct CommStats {
+  std::array<Traffic, kCollectiveKinds> kind{};
+  const Traffic& operator[](Collective c) const { return kind[static_cast<int>(c)]; }
+  Traffic total() const;
+};
+
+// The counting convention: the logical payload of one call between this rank
+// and the others of a group of p, whatever algorithm the library runs
+// underneath (a tree or a relaying all-gather moves more; none moves less).
+// Copies a rank keeps for itself are not counted. Each is one call.
+//  - reduce-scatter of p·c elements: every rank sends the p−1 chunks it does
+//    not own and receives p−1 copies of its own: (p−1)·c elements each way.
+//  - all-gather of c per rank: (p−1)·c elements each way.
+//  - all-reduce of n elements = reduce-scatter then all-gather over p
+//    near-equal chunks, rank r owning [n·r/p, n·(r+1)/p) (size c_r): each
+//    way (n − c_r) + (p−1)·c_r elements; when p divides n that is
+//    2·(p−1)/p·n, a ring all-reduce's figure, and over the group it is
+//    always 2·(p−1)·n.
+//  - all-reduce of the max of one int64: (p−1)·8 bytes each way.
+//  - barrier: no bytes.
+Traffic allreduce_traffic(size_t n, size_t elem_bytes, int p, int rank);
+Traffic reduce_scatter_traffic(size_t count_per_rank, size_t elem_bytes, int p);
+Traffic allgather_traffic(size_t count_per_rank, size_t elem_bytes, int p);
+Traffic allreduce_max_traffic(int p);
+
+// The public collectives check their arguments (std::invalid_argument
+// naming the call and the argument), run the backend's do_* and count the
+// call; backends implement only the do_*s, so every backend (MPI, the single
+// process, NCCL later) counts by the same convention.
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -20,26 +68,75 @@ class Communicator {
   virtual int size() const = 0;
 
   // data[i] ← Σ over ranks of data[i], in rank order, on every rank.
-  virtual void allreduce_sum(float* data, size_t n) = 0;
-  virtual void allreduce_sum(double* data, size_t n) = 0;
+  void allreduce_sum(float* data, size_t n);
+  void allreduce_sum(double* data, size_t n);
+  // in holds size()·count_per_rank elements on every rank; rank r gets
+  // out[i] = Σ over ranks of in[r·count_per_rank + i], in rank order.
+  // in and out must not overlap.
+  void reduce_scatter_sum(const float* in, float* out, size_t count_per_rank);
+  void reduce_scatter_sum(const double* in, double* out, size_t count_per_rank);
+  // out[r·count_per_rank + i] = rank r's in[i], on every rank. in and out
+  // must not overlap.
+  void allgather(const float* in, float* out, size_t count_per_rank);
+  void allgather(const double* in, double* out, size_t count_per_rank);
   // The largest `value` over the ranks (e.g. "has any rank been asked to stop").
-  virtual int64_t allreduce_max(int64_t value) = 0;
-  virtual void barrier() = 0;
-  // Ends every rank of the group with `code` (after an error on one rank,
+  int64_t allreduce_max(int64_t value);
+  void barrier();
+  // Ends every rank of the job with `code` (after an error on one rank,
   // which would otherwise leave the others waiting in a collective).
   [[noreturn]] virtual void abort(int code) = 0;
+
+  // The groups that the ranks of this communicator form by colour: every rank
+  // calls it (it is collective over this group), and gets the communicator of
+  // the ranks that passed its colour (>= 0), ordered by key and then by rank
+  // here. A virtual rather than a free factory because only the backend can
+  // reach its handle (an MPI_Comm here, an NCCL id later) to derive another;
+  // the caller never downcasts. The new communicator's counters start at zero,
+  // and it must be destroyed before the session that made its parent ends.
+  // Splitting is set-up, so it is not counted.
+  virtual std::unique_ptr<Communicator> split(int colour, int key) = 0;
+
+  const CommStats& stats() const { return stats_; }
+
+ protected:
+  virtual void do_allreduce_sum(float* data, size_t n) = 0;
+  virtual void do_allreduce_sum(double* data, size_t n) = 0;
+  virtual void do_reduce_scatter_sum(const float* in, float* out, size_t count_per_rank) = 0;
+  virtual void do_reduce_scatter_sum(const double* in, double* out, size_t count_per_rank) = 0;
+  virtual void do_allgather(const float* in, float* out, size_t count_per_rank) = 0;
+  virtual void do_allgather(const double* in, double* out, size_t count_per_rank) = 0;
+  virtual int64_t do_allreduce_max(int64_t value) = 0;
+  virtual void do_barrier() = 0;
+
+ private:
+  template <class T>
+  void allreduce_sum_counted(T* data, size_t n);
+  template <class T>
+  void reduce_scatter_counted(const T* in, T* out, size_t count_per_rank);
+  template <class T>
+  void allgather_counted(const T* in, T* out, size_t count_per_rank);
+  void count(Collective c, const Traffic& t);
+  CommStats stats_;
 };
 
-// The group of one process: every collective is the identity.
+// The group of one process: every collective is the identity (a copy where
+// input and output differ), and every split is again a group of one.
 class LocalCommunicator final : public Communicator {
  public:
   int rank() const override { return 0; }
   int size() const override { return 1; }
-  void allreduce_sum(float*, size_t) override {}
-  void allreduce_sum(double*, size_t) override {}
-  int64_t allreduce_max(int64_t value) override { return value; }
-  void barrier() override {}
   [[noreturn]] void abort(int code) override;
+  std::unique_ptr<Communicator> split(int colour, int key) override;
+
+ protected:
+  void do_allreduce_sum(float*, size_t) override {}
+  void do_allreduce_sum(double*, size_t) override {}
+  void do_reduce_scatter_sum(const float* in, float* out, size_t count) override;
+  void do_reduce_scatter_sum(const double* in, double* out, size_t count) override;
+  void do_allgather(const float* in, float* out, size_t count) override;
+  void do_allgather(const double* in, double* out, size_t count) override;
+  int64_t do_allreduce_max(int64_t value) override { return value; }
+  void do_barrier() override {}
 };
 
 }  // namespace dyt::parallel

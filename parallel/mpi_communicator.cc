@@ -3,6 +3,7 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -26,11 +27,6 @@ MPI_Datatype mpi_type<float>() { return MPI_FLOAT; }
 template <>
 MPI_Datatype mpi_type<double>() { return MPI_DOUBLE; }
 
-// Elements per segment of one pair of collective calls: bounds the scratch
-// buffer (a segment's worth: 64 MiB of floats) whatever the rank count, and
-// keeps every count within an MPI int however large the buffer.
-constexpr size_t kSegment = size_t{1} << 24;
-
 }  // namespace
 
 bool launched_by_mpi() {
@@ -46,16 +42,35 @@ MpiSession::MpiSession(int* argc, char*** argv) {
 
 MpiSession::~MpiSession() { MPI_Finalize(); }
 
-MpiCommunicator::MpiCommunicator() {
-  check(MPI_Comm_rank(MPI_COMM_WORLD, &rank_), "MPI_Comm_rank");
-  check(MPI_Comm_size(MPI_COMM_WORLD, &size_), "MPI_Comm_size");
+MpiCommunicator::MpiCommunicator(size_t segment) : MpiCommunicator(MPI_COMM_WORLD, segment) {}
+
+MpiCommunicator::MpiCommunicator(MPI_Comm comm, size_t segment) : comm_(comm), segment_(segment) {
+  if (segment_ < 1 || segment_ > static_cast<size_t>(INT_MAX))
+    throw std::invalid_argument("MpiCommunicator: segment " + std::to_string(segment) +
+                                " elements is outside [1, INT_MAX]");
+  check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
+  check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
+}
+
+MpiCommunicator::~MpiCommunicator() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (comm_ != MPI_COMM_WORLD && !finalized) MPI_Comm_free(&comm_);
+}
+
+std::unique_ptr<Communicator> MpiCommunicator::split(int colour, int key) {
+  if (colour < 0)
+    throw std::invalid_argument("split: colour " + std::to_string(colour) + " is negative");
+  MPI_Comm group = MPI_COMM_NULL;
+  check(MPI_Comm_split(comm_, colour, key, &group), "MPI_Comm_split");
+  return std::unique_ptr<Communicator>(new MpiCommunicator(group, segment_));
 }
 
 template <class T>
 void MpiCommunicator::sum_in_rank_order(T* data, size_t n) {
   if (size_ == 1 || n == 0) return;
   const size_t p = static_cast<size_t>(size_);
-  const size_t segment = std::max(kSegment, p);
+  const size_t segment = std::max(segment_, p);
   std::vector<int> counts(p), displs(p), recv_counts(p), recv_displs(p);
   for (size_t base = 0; base < n; base += segment) {
     const size_t m = std::min(segment, n - base);
@@ -73,7 +88,7 @@ void MpiCommunicator::sum_in_rank_order(T* data, size_t n) {
     scratch_.resize(sizeof(T) * static_cast<size_t>(mine) * p);
     T* copies = reinterpret_cast<T*>(scratch_.data());
     check(MPI_Alltoallv(seg, counts.data(), displs.data(), mpi_type<T>(), copies, recv_counts.data(),
-                        recv_displs.data(), mpi_type<T>(), MPI_COMM_WORLD),
+                        recv_displs.data(), mpi_type<T>(), comm_),
           "MPI_Alltoallv");
     T* own = seg + displs[rank_];
     for (int i = 0; i < mine; ++i) {
@@ -82,21 +97,86 @@ void MpiCommunicator::sum_in_rank_order(T* data, size_t n) {
       own[i] = s;
     }
     check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, seg, counts.data(), displs.data(),
-                         mpi_type<T>(), MPI_COMM_WORLD),
+                         mpi_type<T>(), comm_),
           "MPI_Allgatherv");
   }
 }
 
-void MpiCommunicator::allreduce_sum(float* data, size_t n) { sum_in_rank_order(data, n); }
-void MpiCommunicator::allreduce_sum(double* data, size_t n) { sum_in_rank_order(data, n); }
+// The reduce-scatter half of sum_in_rank_order with the chunks given: in
+// rounds of m ≤ segment/p elements of every chunk, packed contiguous
+// (chunk r's piece at r·m) so every count and displacement fits an int
+// however large the buffer; the copies are added in rank order exactly as
+// sum_in_rank_order adds them, so the bits are the all-reduce's.
+template <class T>
+void MpiCommunicator::reduce_scatter_in_rank_order(const T* in, T* out, size_t count) {
+  if (count == 0) return;
+  const size_t p = static_cast<size_t>(size_);
+  if (p == 1) {
+    std::memcpy(out, in, count * sizeof(T));
+    return;
+  }
+  const size_t round = std::max<size_t>(1, segment_ / p);
+  for (size_t b = 0; b < count; b += round) {
+    const size_t m = std::min(round, count - b);
+    scratch_.resize(sizeof(T) * m * p);
+    scratch2_.resize(sizeof(T) * m * p);
+    T* send = reinterpret_cast<T*>(scratch_.data());
+    T* copies = reinterpret_cast<T*>(scratch2_.data());
+    for (size_t r = 0; r < p; ++r) std::memcpy(send + r * m, in + r * count + b, m * sizeof(T));
+    check(MPI_Alltoall(send, static_cast<int>(m), mpi_type<T>(), copies, static_cast<int>(m), mpi_type<T>(),
+                       comm_),
+          "MPI_Alltoall");
+    for (size_t i = 0; i < m; ++i) {
+      T s = copies[i];
+      for (size_t r = 1; r < p; ++r) s += copies[r * m + i];
+      out[b + i] = s;
+    }
+  }
+}
 
-int64_t MpiCommunicator::allreduce_max(int64_t value) {
+// One MPI_Allgather straight into out when the whole fits a round, else in
+// rounds through scratch (out's rank-r block starts at r·count, which need
+// not fit an int).
+template <class T>
+void MpiCommunicator::gather(const T* in, T* out, size_t count) {
+  if (count == 0) return;
+  const size_t p = static_cast<size_t>(size_);
+  const size_t round = std::max<size_t>(1, segment_ / p);
+  if (count <= round) {
+    check(MPI_Allgather(in, static_cast<int>(count), mpi_type<T>(), out, static_cast<int>(count),
+                        mpi_type<T>(), comm_),
+          "MPI_Allgather");
+    return;
+  }
+  for (size_t b = 0; b < count; b += round) {
+    const size_t m = std::min(round, count - b);
+    scratch_.resize(sizeof(T) * m * p);
+    T* pieces = reinterpret_cast<T*>(scratch_.data());
+    check(MPI_Allgather(in + b, static_cast<int>(m), mpi_type<T>(), pieces, static_cast<int>(m), mpi_type<T>(),
+                        comm_),
+          "MPI_Allgather");
+    for (size_t r = 0; r < p; ++r) std::memcpy(out + r * count + b, pieces + r * m, m * sizeof(T));
+  }
+}
+
+void MpiCommunicator::do_allreduce_sum(float* data, size_t n) { sum_in_rank_order(data, n); }
+void MpiCommunicator::do_allreduce_sum(double* data, size_t n) { sum_in_rank_order(data, n); }
+void MpiCommunicator::do_reduce_scatter_sum(const float* in, float* out, size_t c) {
+  reduce_scatter_in_rank_order(in, out, c);
+}
+void MpiCommunicator::do_reduce_scatter_sum(const double* in, double* out, size_t c) {
+  reduce_scatter_in_rank_order(in, out, c);
+}
+void MpiCommunicator::do_allgather(const float* in, float* out, size_t c) { gather(in, out, c); }
+void MpiCommunicator::do_allgather(const double* in, double* out, size_t c) { gather(in, out, c); }
+
+int64_t MpiCommunicator::do_allreduce_max(int64_t value) {
   int64_t out = value;
-  check(MPI_Allreduce(&value, &out, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
+  check(MPI_Allreduce(&value, &out, 1, MPI_INT64_T, MPI_MAX, comm_), "MPI_Allreduce");
   return out;
 }
 
-void MpiCommunicator::barrier() { check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
+void MpiCommunicator::do_barrier() { check(MPI_Barrier(comm_), "MPI_Barrier"); }
 
 void MpiCommunicator::abort(int code) {
   MPI_Abort(MPI_COMM_WORLD, code);

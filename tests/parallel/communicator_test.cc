@@ -1,0 +1,115 @@
+// The single-process communicator's new collectives, splits and counters,
+// the counting convention's formulas, make_groups on a world of one, and the
+// argument checks every backend shares (they live in the base class).
+#include <gtest/gtest.h>
+
+#include <stdexcept>
+#include <vector>
+
+#include "parallel/communicator.h"
+#include "parallel/groups.h"
+#include "parallel/mesh.h"
+
+namespace dyt::parallel {
+namespace {
+
+TEST(LocalCommunicator, ReduceScatterAndAllgatherCopy) {
+  LocalCommunicator c;
+  const std::vector<float> f{1.5f, -2.0f, 0.25f};
+  std::vector<float> out(3, -1.0f);
+  c.reduce_scatter_sum(f.data(), out.data(), 3);
+  EXPECT_EQ(out, f);
+  const std::vector<double> d{3.25, -7.0};
+  std::vector<double> dout(2, 0.0);
+  c.allgather(d.data(), dout.data(), 2);
+  EXPECT_EQ(dout, d);
+}
+
+TEST(LocalCommunicator, CountsCallsButNoBytes) {
+  LocalCommunicator c;
+  std::vector<float> f(10, 1.0f), g(10);
+  c.allreduce_sum(f.data(), f.size());
+  c.allreduce_sum(f.data(), f.size());
+  c.reduce_scatter_sum(f.data(), g.data(), 10);
+  c.allgather(f.data(), g.data(), 10);
+  c.allreduce_max(3);
+  c.barrier();
+  const CommStats& s = c.stats();
+  EXPECT_EQ(s[Collective::allreduce_sum], (Traffic{2, 0, 0}));
+  EXPECT_EQ(s[Collective::reduce_scatter_sum], (Traffic{1, 0, 0}));
+  EXPECT_EQ(s[Collective::allgather], (Traffic{1, 0, 0}));
+  EXPECT_EQ(s[Collective::allreduce_max], (Traffic{1, 0, 0}));
+  EXPECT_EQ(s[Collective::barrier], (Traffic{1, 0, 0}));
+  EXPECT_EQ(s.total().calls, 6u);
+}
+
+TEST(LocalCommunicator, SplitIsAGroupOfOneWithFreshCounters) {
+  LocalCommunicator c;
+  c.barrier();
+  const auto g = c.split(5, 0);
+  EXPECT_EQ(g->size(), 1);
+  EXPECT_EQ(g->rank(), 0);
+  EXPECT_EQ(g->stats().total().calls, 0u);
+  EXPECT_THROW(c.split(-1, 0), std::invalid_argument);
+}
+
+TEST(Traffic, RingFigureWhenRanksDivideTheBuffer) {
+  // 2·(p−1)/p·n elements each way: p = 4, n = 8 floats → 12 floats = 48 bytes.
+  for (int r = 0; r < 4; ++r) EXPECT_EQ(allreduce_traffic(8, 4, 4, r), (Traffic{1, 48, 48}));
+  EXPECT_EQ(allreduce_traffic(1000, 8, 1, 0), (Traffic{1, 0, 0}));
+  EXPECT_EQ(reduce_scatter_traffic(5, 4, 3), (Traffic{1, 40, 40}));
+  EXPECT_EQ(allgather_traffic(5, 8, 4), (Traffic{1, 120, 120}));
+  EXPECT_EQ(allreduce_max_traffic(3), (Traffic{1, 16, 16}));
+}
+
+TEST(Traffic, UnevenChunksStillSumToTwiceThePayloadOverTheGroup) {
+  // n = 10 over p = 3: chunks 3, 3, 4 → each way 7+6, 7+6, 6+8 elements.
+  EXPECT_EQ(allreduce_traffic(10, 4, 3, 0).bytes_sent, 13u * 4);
+  EXPECT_EQ(allreduce_traffic(10, 4, 3, 2).bytes_sent, 14u * 4);
+  for (size_t n : {size_t{0}, size_t{1}, size_t{7}, size_t{1001}, size_t{5'000'000'003}}) {
+    for (int p : {1, 2, 3, 7, 16}) {
+      uint64_t sent = 0;
+      for (int r = 0; r < p; ++r) sent += allreduce_traffic(n, 2, p, r).bytes_sent;
+      EXPECT_EQ(sent, 2ull * (p - 1) * n * 2) << "n " << n << " p " << p;
+    }
+  }
+}
+
+TEST(Communicator, BadArgumentsAreNamed) {
+  LocalCommunicator c;
+  std::vector<float> f(4);
+  try {
+    c.reduce_scatter_sum(f.data(), f.data() + 2, 4);
+    ADD_FAILURE() << "expected invalid_argument";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("reduce_scatter_sum: in and out overlap"), std::string::npos);
+  }
+  EXPECT_THROW(c.allgather(f.data(), f.data(), 1), std::invalid_argument);
+  EXPECT_NO_THROW(c.allgather(f.data(), f.data() + 1, 1));  // adjacent, not overlapping
+  EXPECT_THROW(c.allreduce_sum(static_cast<float*>(nullptr), 3), std::invalid_argument);
+  EXPECT_NO_THROW(c.allreduce_sum(static_cast<float*>(nullptr), 0));
+  EXPECT_THROW(c.allgather(static_cast<const float*>(nullptr), f.data(), 1), std::invalid_argument);
+  EXPECT_EQ(c.stats()[Collective::allgather].calls, 1u);  // refused calls are not counted
+}
+
+TEST(Groups, AWorldOfOneHasGroupsOfOne) {
+  LocalCommunicator world;
+  const Groups g = make_groups(world, Mesh::make(1, 0, 1, 1));
+  EXPECT_EQ(g.dp->size(), 1);
+  EXPECT_EQ(g.tp->size(), 1);
+  EXPECT_EQ(g.tp->rank(), 0);
+}
+
+TEST(Groups, AMeshOfAnotherWorldIsRefused) {
+  LocalCommunicator world;
+  try {
+    make_groups(world, Mesh::make(4, 2, 2, 2));
+    ADD_FAILURE() << "expected LayoutError";
+  } catch (const LayoutError& e) {
+    EXPECT_NE(std::string(e.what()).find("rank 2 of 4"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("rank 0 of 1"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace dyt::parallel
