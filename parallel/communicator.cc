@@ -52,6 +52,19 @@ Traffic& Traffic::operator+=(const Traffic& o) {
   return *this;
 }
 
+Traffic& Traffic::operator-=(const Traffic& o) {
+  calls -= o.calls;
+  bytes_sent -= o.bytes_sent;
+  bytes_received -= o.bytes_received;
+  return *this;
+}
+
+CommStats CommStats::operator-(const CommStats& earlier) const {
+  CommStats d = *this;
+  for (int k = 0; k < kCollectiveKinds; ++k) d.kind[k] -= earlier.kind[k];
+  return d;
+}
+
 Traffic CommStats::total() const {
   Traffic t;
   for (const Traffic& k : kind) t += k;

@@ -29,6 +29,7 @@ const char* collective_name(Collective c);
 struct Traffic {
   uint64_t calls = 0, bytes_sent = 0, bytes_received = 0;
   Traffic& operator+=(const Traffic& o);
+  Traffic& operator-=(const Traffic& o);
   bool operator==(const Traffic&) const = default;
 };
 
@@ -36,6 +37,8 @@ struct CommStats {
   std::array<Traffic, kCollectiveKinds> kind{};
   const Traffic& operator[](Collective c) const { return kind[static_cast<int>(c)]; }
   Traffic total() const;
+  // One step's traffic: stats() after it minus stats() before it.
+  CommStats operator-(const CommStats& earlier) const;
 };
 
 // The counting convention: the logical payload of one call between this rank

@@ -43,6 +43,17 @@ TEST(LocalCommunicator, CountsCallsButNoBytes) {
   EXPECT_EQ(s.total().calls, 6u);
 }
 
+TEST(CommStats, AStepIsTheDifferenceOfTwoSnapshots) {
+  CommStats before, after;
+  before.kind[0] = Traffic{2, 100, 90};
+  after.kind[0] = Traffic{5, 400, 300};
+  after.kind[2] = Traffic{1, 8, 8};
+  const CommStats step = after - before;
+  EXPECT_EQ(step[Collective::allreduce_sum], (Traffic{3, 300, 210}));
+  EXPECT_EQ(step[Collective::allgather], (Traffic{1, 8, 8}));
+  EXPECT_EQ(step.total(), (Traffic{4, 308, 218}));
+}
+
 TEST(LocalCommunicator, SplitIsAGroupOfOneWithFreshCounters) {
   LocalCommunicator c;
   c.barrier();

@@ -136,9 +136,11 @@ void check_counters(Group& g) {
   // group it is 2·(p−1)·n elements each way.
   const size_t n = 2 * static_cast<size_t>(g.p()) + 1;
   std::vector<float> x(n, 1.0f);
-  const uint64_t before = g.comm.stats()[Collective::allreduce_sum].bytes_sent;
+  const CommStats before = g.comm.stats();
   g.comm.allreduce_sum(x.data(), n);
-  double moved = static_cast<double>(g.comm.stats()[Collective::allreduce_sum].bytes_sent - before);
+  const CommStats step = g.comm.stats() - before;
+  if (step.total().calls != 1) fail(g.world_rank, std::string(g.name) + ": one all-reduce counted as several calls");
+  double moved = static_cast<double>(step[Collective::allreduce_sum].bytes_sent);
   g.comm.allreduce_sum(&moved, 1);
   if (moved != 2.0 * (g.p() - 1) * n * 4)
     fail(g.world_rank, std::string(g.name) + ": uneven allreduce moved " + std::to_string(moved) + " B over the group");
