@@ -2,8 +2,12 @@
 // backend computes for one forward and backward of each model_cases() model
 // — its loss and every gradient. The CUDA tests (on a GPU and through the
 // emulator) read them, so both backends are held to the same numbers; this
-// test keeps them honest: the CPU backend must still reproduce them (to
-// 1e-6: other OpenBLAS kernels or thread counts move the last bits).
+// test keeps them honest: the CPU backend must still reproduce them — the
+// loss to 1e-6, every gradient to 1e-5 of (|g| + the tensor's rms), a tenth
+// of the 1e-4 the CUDA tests allow, so a stale file cannot use up their
+// budget. Builds differ below that: another -march (FMA contraction in the
+// compiled ops) moves the cancelling attention q/k gradients by ~1e-6 (1.2e-6
+// measured between the -march=native and the sanitizer builds).
 // DYT_WRITE_GOLDEN=1 rewrites them from the current CPU backend.
 #include <gtest/gtest.h>
 
@@ -47,7 +51,7 @@ TEST(Golden, CpuBackendReproducesTheGoldenFiles) {
       for (float x : g) rms += double(x) * x;
       rms = std::sqrt(rms / g.size());
       for (int64_t i = 0; i < e.numel; ++i)
-        ASSERT_NEAR(grads[e.offset + i], g[i], 1e-6 * (std::fabs(g[i]) + rms))
+        ASSERT_NEAR(grads[e.offset + i], g[i], 1e-5 * (std::fabs(g[i]) + rms))
             << c.name << " " << e.name << "[" << i << "]";
     }
   }
