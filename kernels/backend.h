@@ -136,7 +136,8 @@ class Backend {
                              const Tensor& rstd, const Tensor& dy, const Tensor& dx,
                              const NormParams& grads) = 0;
   // Fused residual add + norm: sum = residual + branch, y = norm(sum). sum
-  // may be the residual itself.
+  // may be the residual or the branch itself (the model writes the branch's
+  // GEMM output into sum's buffer and adds the residual in place).
   virtual void residual_norm_forward(NormKind kind, const Tensor& residual, const Tensor& branch,
                                      const NormParams& p, float eps, const Tensor& sum,
                                      const Tensor& y, const Tensor& rstd) = 0;
