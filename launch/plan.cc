@@ -3,28 +3,19 @@
 #include <cstdio>
 #include <sstream>
 
-#include "trainer/activations.h"
+#include "kernels/backend.h"
+#include "trainer/device_backend.h"
 #include "trainer/param_layout.h"
 
 namespace dyt::launch {
 
 namespace {
 
+using parallel::Collective;
+using parallel::Traffic;
 using trainer::Split;
 
-// Per-rank activation elements: tensor parallelism divides what lives on head
-// or FFN shards and the vocabulary-parallel logits; the residual stream and
-// norm outputs are replicated unless sequence parallelism shards them too.
-int64_t rank_activation_elements(const trainer::ActivationSizes& s, int64_t tp, bool seq_parallel,
-                                 bool recompute) {
-  const trainer::LayerActivationSizes& l = s.layer;
-  const int64_t rs = seq_parallel ? tp : 1;
-  const int64_t sharded = l.q + l.k + l.v + l.lse + l.att + l.gate + l.up + l.act;
-  const int64_t replicated = l.a1 + l.rstd1 + l.x_mid + l.a2 + l.rstd2;
-  const int64_t layer_full = sharded / tp + replicated / rs + l.x_in / rs;
-  const int64_t head = (s.embed + s.final_x + s.final_a + s.final_rstd) / rs + s.logits / tp;
-  return recompute ? s.layers * (l.x_in / rs) + layer_full + head : s.layers * layer_full + head;
-}
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 std::string gib(int64_t bytes) {
   char buf[32];
@@ -32,63 +23,222 @@ std::string gib(int64_t bytes) {
   return buf;
 }
 
+// What sequence parallelism takes off one rank's arena, in bytes: the
+// norm-region tensors (residual stream entering every block and the final
+// norm, the norm outputs, x_mid, the embedding rows, the residual and
+// norm-output gradients, and RMSNorm's per-row rstd) hold T/tp rows instead
+// of T, as in Megatron's sequence parallelism. Everything else in the arena
+// is already sharded by heads, FFN columns or vocabulary.
+int64_t sp_saving(const trainer::ModelDims& d, int64_t rows, bool recompute, int64_t tp,
+                  int64_t act_size) {
+  const int64_t nd = rows * d.d;
+  const int64_t sets = recompute ? 1 : d.layers;
+  const int64_t embed = d.embed_scale ? nd : 0;
+  const int64_t act = (d.layers + 1) * nd + sets * 3 * nd + embed + nd /*final_a*/ +
+                      2 * nd /*dresid, dnorm*/ + embed /*dembed*/;
+  const int64_t rstd = d.norm == trainer::Norm::RMSNorm ? (2 * sets + 1) * rows : 0;
+  return (act - act / tp) * act_size + (rstd - rstd / tp) * 4;
+}
+
 }  // namespace
+
+trainer::ModelDims shard_dims(const trainer::ModelDims& dims, int64_t tp) {
+  trainer::ModelDims s = dims;
+  s.heads /= tp;
+  s.kv_heads /= tp;
+  s.ffn /= tp;
+  s.vocab /= tp;
+  return s;
+}
 
 MemoryPlan plan_memory(const config::RunConfig& cfg) {
   const trainer::ModelDims dims = trainer::model_dims(cfg.model());
   const trainer::ParamLayout layout(dims);
   const int64_t tp = cfg.parallel().tp(), dp = cfg.parallel().dp();
-  const bool bf16 = cfg.train().precision() == config::BF16;
+  const int64_t dz = cfg.parallel().zero1() ? dp : 1;
+  const config::TrainConfig& t = cfg.train();
+  const kernels::DType dt = trainer::compute_dtype(t);
+  const bool bf16 = dt == kernels::DType::BF16;
+  const int64_t act_size = bf16 ? 2 : 4;
 
   MemoryPlan p;
   p.parameters = layout.parameters();
   for (const trainer::ParamEntry& e : layout.entries())
     p.parameters_per_rank += e.split == Split::Replicated ? e.numel : e.numel / tp;
-  const int64_t n = p.parameters_per_rank;
-  p.weight_bytes = n * (bf16 ? 2 : 4);
-  p.master_bytes = bf16 ? n * 4 : 0;
-  p.grad_bytes = n * 4;
-  p.optimizer_bytes = n * 8 / (cfg.parallel().zero1() ? dp : 1);
 
-  const trainer::ActivationSizes acts =
-      trainer::activation_sizes(dims, cfg.train().micro_batch(), cfg.train().seq_len());
-  const int64_t act_bytes = bf16 ? 2 : 4;
-  const bool sp = cfg.parallel().sequence_parallel();
-  p.activation_bytes = rank_activation_elements(acts, tp, sp, false) * act_bytes;
-  p.activation_recompute_bytes = rank_activation_elements(acts, tp, sp, true) * act_bytes;
+  // The rank's buffers are the ones a run of the shard dims allocates: the
+  // same function the pre-run memory check calls (trainer/device_backend.h).
+  const trainer::ModelDims rank_dims = shard_dims(dims, tp);
+  const trainer::MemoryNeed need =
+      trainer::memory_need(rank_dims, t.micro_batch(), t.seq_len(), false, dt);
+  const trainer::MemoryNeed need_rc =
+      trainer::memory_need(rank_dims, t.micro_batch(), t.seq_len(), true, dt);
+  p.buffer_elements = trainer::ParamLayout(rank_dims).total();
+  p.zero_shard = ceil_div(p.buffer_elements, dz);
+  const int64_t n = p.buffer_elements;
+  p.weight_bytes = n * act_size;
+  p.grad_bytes = n * 4;
+  p.master_bytes = bf16 ? p.zero_shard * 4 : 0;
+  p.optimizer_bytes = p.zero_shard * 8;
+
+  const bool sp = cfg.parallel().sequence_parallel() && tp > 1;
+  const int64_t rows = t.micro_batch() * t.seq_len();
+  p.activation_bytes = need.activations - (sp ? sp_saving(rank_dims, rows, false, tp, act_size) : 0);
+  p.activation_recompute_bytes =
+      need_rc.activations - (sp ? sp_saving(rank_dims, rows, true, tp, act_size) : 0);
+  p.sp_gather_bytes = sp ? rows * dims.d * act_size : 0;
+  p.workspace_bytes = need.workspaces;
   return p;
 }
 
-std::string plan_table(const config::RunConfig& cfg, const MemoryPlan& p) {
+Traffic CommPlan::total(const std::string& group) const {
+  Traffic t;
+  for (const CommLine& l : lines)
+    if (l.group == group) t += l.traffic;
+  return t;
+}
+
+CommPlan plan_comm(const config::RunConfig& cfg) {
+  const trainer::ModelDims dims = trainer::model_dims(cfg.model());
+  const config::TrainConfig& t = cfg.train();
+  const int tp = static_cast<int>(cfg.parallel().tp()), dp = static_cast<int>(cfg.parallel().dp());
+  const bool bf16 = t.precision() == config::BF16;
+  const size_t act_size = bf16 ? 2 : 4;
+  const MemoryPlan mem = plan_memory(cfg);
+  CommPlan c;
+  const auto add = [&](const char* group, std::string what, Collective kind, Traffic one, int64_t times) {
+    Traffic tr;
+    for (int64_t i = 0; i < times; ++i) tr += one;
+    c.lines.push_back({group, std::move(what), kind, tr});
+  };
+
+  // dp group, once per step: gradients accumulate locally over micro-batches.
+  const size_t n = static_cast<size_t>(mem.buffer_elements);
+  if (cfg.parallel().zero1()) {
+    const size_t shard = static_cast<size_t>(mem.zero_shard);
+    add("dp", "reduce-scatter of the fp32 gradients", Collective::reduce_scatter_sum,
+        parallel::reduce_scatter_traffic(shard, 4, dp), 1);
+    add("dp", bf16 ? "all-gather of the updated bf16 weights" : "all-gather of the updated fp32 weights",
+        Collective::allgather, parallel::allgather_traffic(shard, act_size, dp), 1);
+    add("dp", "all-reduce of the shards' squared gradient norm (f64)", Collective::allreduce_sum,
+        parallel::allreduce_traffic(1, 8, dp, 0), 1);
+  } else {
+    add("dp", "all-reduce of the fp32 gradients", Collective::allreduce_sum,
+        parallel::allreduce_traffic(n, 4, dp, 0), 1);
+  }
+  add("dp", "all-reduce of the loss sum (f64)", Collective::allreduce_sum,
+      parallel::allreduce_traffic(1, 8, dp, 0), 1);
+
+  // tp group, per micro-batch (Megatron's tensor parallelism), then per step.
+  if (tp > 1) {
+    const int64_t micro = t.global_batch_tokens() / (t.seq_len() * t.micro_batch() * dp);
+    const size_t rows = static_cast<size_t>(t.micro_batch() * t.seq_len());
+    const size_t nd = rows * static_cast<size_t>(dims.d);
+    const int64_t L = dims.layers;
+    const int64_t fwd = t.recompute() ? 2 : 1;  // recomputation reruns each block's forward
+    if (!cfg.parallel().sequence_parallel()) {
+      const Traffic ar = parallel::allreduce_traffic(nd, act_size, tp, 0);
+      add("tp", "block forward: all-reduce after o_proj and down_proj", Collective::allreduce_sum, ar,
+          2 * L * fwd * micro);
+      add("tp", "block backward: all-reduce of the norm outputs' gradients", Collective::allreduce_sum,
+          ar, 2 * L * micro);
+      add("tp", "embedding forward + LM head backward: all-reduce", Collective::allreduce_sum, ar,
+          2 * micro);
+    } else {
+      const size_t c = nd / static_cast<size_t>(tp);
+      const Traffic ag = parallel::allgather_traffic(c, act_size, tp);
+      const Traffic rs = parallel::reduce_scatter_traffic(c, act_size, tp);
+      add("tp", "block forward: all-gather of the norm outputs", Collective::allgather, ag,
+          2 * L * fwd * micro);
+      add("tp", "block forward: reduce-scatter after o_proj and down_proj",
+          Collective::reduce_scatter_sum, rs, 2 * L * fwd * micro);
+      add("tp", "block backward: all-gather of the output gradients", Collective::allgather, ag,
+          2 * L * micro);
+      add("tp", "block backward: reduce-scatter of the norm outputs' gradients",
+          Collective::reduce_scatter_sum, rs, 2 * L * micro);
+      add("tp", "block backward: re-gather of the norm outputs (for weight gradients)",
+          Collective::allgather, ag, 2 * L * micro);
+      add("tp", "embedding forward: reduce-scatter", Collective::reduce_scatter_sum, rs, micro);
+      add("tp", "embedding backward: all-gather of its output gradient", Collective::allgather, ag,
+          micro);
+      add("tp", "LM head: all-gather of the final norm output (forward, backward)",
+          Collective::allgather, ag, 2 * micro);
+      add("tp", "LM head backward: reduce-scatter of the final norm output's gradient",
+          Collective::reduce_scatter_sum, rs, micro);
+      // The norms see T/tp rows: their (replicated) parameters' gradients sum over tp.
+      size_t replicated = 0;
+      const trainer::ParamLayout layout(dims);  // named: the loop must not outlive it
+      for (const trainer::ParamEntry& e : layout.entries())
+        if (e.split == Split::Replicated) replicated += static_cast<size_t>(e.numel);
+      add("tp", "all-reduce of the replicated (norm) parameters' fp32 gradients",
+          Collective::allreduce_sum, parallel::allreduce_traffic(replicated, 4, tp, 0), 1);
+    }
+    add("tp", "vocab-parallel cross-entropy: 3 all-reduces of one fp32 per row (max, sum, target)",
+        Collective::allreduce_sum, parallel::allreduce_traffic(rows, 4, tp, 0), 3 * micro);
+  }
+  return c;
+}
+
+std::string plan_table(const config::RunConfig& cfg, const MemoryPlan& p, const CommPlan& comm) {
   std::ostringstream o;
   const auto& t = cfg.train();
+  const auto& par = cfg.parallel();
   o << "parameters            " << p.parameters << "\n"
-    << "parameters per rank   " << p.parameters_per_rank << "  (tp " << cfg.parallel().tp()
-    << ", dp " << cfg.parallel().dp() << ")\n"
+    << "parameters per rank   " << p.parameters_per_rank << "  (tp " << par.tp() << ", dp "
+    << par.dp() << (par.sequence_parallel() ? ", sequence parallel" : "")
+    << (par.zero1() ? ", ZeRO-1" : "") << ")\n"
     << "\nper-rank memory\n"
     << "  weights             " << gib(p.weight_bytes) << "\n";
   if (p.master_bytes) o << "  master weights      " << gib(p.master_bytes) << "\n";
   o << "  gradients           " << gib(p.grad_bytes) << "\n"
-    << "  optimizer (AdamW)   " << gib(p.optimizer_bytes)
-    << (cfg.parallel().zero1() ? "  (ZeRO-1)" : "") << "\n"
-    << "  activations         " << gib(p.activation_bytes) << "  (micro-batch "
-    << t.micro_batch() << " x seq " << t.seq_len() << ")\n"
-    << "  activations, recompute " << gib(p.activation_recompute_bytes) << "\n"
-    << "  total               " << gib(p.state_bytes() + p.activation_bytes)
-    << "  (with recompute " << gib(p.state_bytes() + p.activation_recompute_bytes) << ")\n";
+    << "  optimizer (AdamW)   " << gib(p.optimizer_bytes) << (par.zero1() ? "  (ZeRO-1)" : "") << "\n"
+    << "  activations         " << gib(p.activation_bytes) << "  (micro-batch " << t.micro_batch()
+    << " x seq " << t.seq_len() << ")\n"
+    << "  activations, recompute " << gib(p.activation_recompute_bytes) << "\n";
+  if (p.sp_gather_bytes) o << "  sequence-parallel gather " << gib(p.sp_gather_bytes) << "\n";
+  o << "  workspaces          " << gib(p.workspace_bytes) << "\n"
+    << "  total               " << gib(p.total_bytes(false)) << "  (with recompute "
+    << gib(p.total_bytes(true)) << ")\n"
+    << "\nper-rank communication per step (rank 0 of each group; bytes sent = received)\n";
+  for (const CommLine& l : comm.lines)
+    o << "  " << l.group << "  " << gib(static_cast<int64_t>(l.traffic.bytes_sent)) << "  "
+      << l.traffic.calls << " calls  " << l.what << "\n";
+  for (const char* g : {"dp", "tp"}) {
+    const Traffic tr = comm.total(g);
+    o << "  " << g << " total  " << gib(static_cast<int64_t>(tr.bytes_sent)) << "  " << tr.calls
+      << " calls\n";
+  }
   return o.str();
 }
 
-std::string plan_json(const config::RunConfig& cfg, const MemoryPlan& p) {
+std::string plan_json(const config::RunConfig& cfg, const MemoryPlan& p, const CommPlan& comm) {
   std::ostringstream o;
   o << "{\"parameters\": " << p.parameters << ", \"parameters_per_rank\": " << p.parameters_per_rank
     << ", \"tp\": " << cfg.parallel().tp() << ", \"dp\": " << cfg.parallel().dp()
+    << ", \"buffer_elements\": " << p.buffer_elements << ", \"zero_shard\": " << p.zero_shard
     << ", \"weight_bytes\": " << p.weight_bytes << ", \"master_weight_bytes\": " << p.master_bytes
     << ", \"gradient_bytes\": " << p.grad_bytes << ", \"optimizer_bytes\": " << p.optimizer_bytes
     << ", \"activation_bytes\": " << p.activation_bytes
     << ", \"activation_recompute_bytes\": " << p.activation_recompute_bytes
-    << ", \"total_bytes\": " << p.state_bytes() + p.activation_bytes
-    << ", \"total_recompute_bytes\": " << p.state_bytes() + p.activation_recompute_bytes << "}\n";
+    << ", \"sp_gather_bytes\": " << p.sp_gather_bytes << ", \"workspace_bytes\": " << p.workspace_bytes
+    << ", \"total_bytes\": " << p.total_bytes(false)
+    << ", \"total_recompute_bytes\": " << p.total_bytes(true) << ", \"comm\": [";
+  for (size_t i = 0; i < comm.lines.size(); ++i) {
+    const CommLine& l = comm.lines[i];
+    o << (i ? ", " : "") << "{\"group\": \"" << l.group << "\", \"collective\": \""
+      << parallel::collective_name(l.kind) << "\", \"what\": \"" << l.what
+      << "\", \"calls\": " << l.traffic.calls << ", \"bytes_sent\": " << l.traffic.bytes_sent
+      << ", \"bytes_received\": " << l.traffic.bytes_received << "}";
+  }
+  o << "], \"comm_total\": {";
+  bool first = true;
+  for (const char* g : {"dp", "tp"}) {
+    const Traffic tr = comm.total(g);
+    o << (first ? "" : ", ") << "\"" << g << "\": {\"calls\": " << tr.calls
+      << ", \"bytes_sent\": " << tr.bytes_sent << ", \"bytes_received\": " << tr.bytes_received << "}";
+    first = false;
+  }
+  o << "}}\n";
   return o.str();
 }
 

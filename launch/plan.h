@@ -1,29 +1,66 @@
-// The memory planner: parameter count and bytes per component for one rank
-// of a configured run, from the model's own layout and activation list.
+// The planner: parameter count, bytes per component and communication volume
+// per group for one rank of a configured run, from the model's own layout,
+// activation arena and the communicator's counting convention.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "configs/config.h"
+#include "parallel/communicator.h"
+#include "trainer/model_dims.h"
 
 namespace dyt::launch {
 
+// Per-rank bytes. Per parameter of the rank's tensor-parallel shard, with
+// dz = dp under ZeRO-1 and 1 without (Megatron's distributed optimizer):
+//   BF16: 2 (bf16 working weights) + 4 (fp32 gradients) + (4 master + 8 AdamW m, v)/dz
+//   FP32: 4 (weights, also the master) + 4 (gradients) + 8 (m, v)/dz
+// The sharded lines hold ceil(n/dz) elements, n the rank's padded buffer.
 struct MemoryPlan {
   int64_t parameters = 0;           // whole model
   int64_t parameters_per_rank = 0;  // after tensor-parallel sharding
+  int64_t buffer_elements = 0;      // the rank's parameter buffer, each tensor 64-aligned
+  int64_t zero_shard = 0;           // elements of master/optimizer state this rank holds
   int64_t weight_bytes = 0;         // working weights (fp32, or bf16 under BF16)
-  int64_t master_bytes = 0;         // fp32 master copy (BF16 only)
-  int64_t grad_bytes = 0;           // fp32 gradients
+  int64_t master_bytes = 0;         // fp32 master copy (BF16 only), ZeRO-1 sharded
+  int64_t grad_bytes = 0;           // fp32 gradients (the full buffer: reduced before the shard)
   int64_t optimizer_bytes = 0;      // AdamW m and v, fp32, ZeRO-1 sharded over dp when on
-  int64_t activation_bytes = 0;     // one micro-batch, all blocks' activations kept
-  int64_t activation_recompute_bytes = 0;  // one micro-batch with block recomputation
+  int64_t activation_bytes = 0;     // the activation arena for one micro-batch
+  int64_t activation_recompute_bytes = 0;  // the same with block recomputation
+  int64_t sp_gather_bytes = 0;      // sequence parallelism's gathered norm output [N, d]
+  int64_t workspace_bytes = 0;      // cuBLASLt's 32 MiB and the kernels' per-row workspaces
   int64_t state_bytes() const { return weight_bytes + master_bytes + grad_bytes + optimizer_bytes; }
+  int64_t total_bytes(bool recompute) const {
+    return state_bytes() + (recompute ? activation_recompute_bytes : activation_bytes) +
+           sp_gather_bytes + workspace_bytes;
+  }
 };
+
+// One rank's shapes under tensor parallelism: heads, KV heads, FFN width and
+// vocabulary divided by tp (what ParamLayout and the arena see on that rank).
+trainer::ModelDims shard_dims(const trainer::ModelDims& dims, int64_t tp);
 
 MemoryPlan plan_memory(const config::RunConfig& cfg);
 
-std::string plan_table(const config::RunConfig& cfg, const MemoryPlan& plan);
-std::string plan_json(const config::RunConfig& cfg, const MemoryPlan& plan);
+// One step's traffic of rank 0 of its group, by the communicator's
+// convention (logical payload, parallel/communicator.h): summing a step's
+// stats() difference over the lines of a group gives the group's figure.
+struct CommLine {
+  std::string group;  // "dp" or "tp"
+  std::string what;   // which collective, on what
+  parallel::Collective kind;
+  parallel::Traffic traffic;
+};
+struct CommPlan {
+  std::vector<CommLine> lines;
+  parallel::Traffic total(const std::string& group) const;
+};
+
+CommPlan plan_comm(const config::RunConfig& cfg);
+
+std::string plan_table(const config::RunConfig& cfg, const MemoryPlan& plan, const CommPlan& comm);
+std::string plan_json(const config::RunConfig& cfg, const MemoryPlan& plan, const CommPlan& comm);
 
 }  // namespace dyt::launch

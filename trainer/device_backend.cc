@@ -62,16 +62,20 @@ std::string MemoryNeed::describe() const {
 
 MemoryNeed memory_need(const config::RunConfig& cfg) {
   const config::TrainConfig& t = cfg.train();
-  const ModelDims dims = model_dims(cfg.model());
+  return memory_need(model_dims(cfg.model()), t.micro_batch(), t.seq_len(), t.recompute(),
+                     compute_dtype(t));
+}
+
+MemoryNeed memory_need(const ModelDims& dims, int64_t micro_batch, int64_t seq_len, bool recompute,
+                       kernels::DType dt) {
   const int64_t n = ParamLayout(dims).total();
-  const kernels::DType dt = compute_dtype(t);
   MemoryNeed m;
   m.parameters = n * (4 + 4 + (dt == kernels::DType::BF16 ? 2 : 0));
   m.optimizer = n * 8;
-  m.activations = ActivationArena::bytes_needed(dims, t.micro_batch(), t.seq_len(), t.recompute(), dt);
+  m.activations = ActivationArena::bytes_needed(dims, micro_batch, seq_len, recompute, dt);
   // cuBLASLt's 32 MiB, and the norm/attention/loss workspaces: each at most
   // a few floats per row of one micro-batch, bounded here by 64 per row.
-  const int64_t rows = t.micro_batch() * t.seq_len();
+  const int64_t rows = micro_batch * seq_len;
   m.workspaces = (int64_t{32} << 20) + rows * dims.heads * 4 + rows * 64 * 4 + (int64_t{8} << 20);
   return m;
 }

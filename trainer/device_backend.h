@@ -11,6 +11,7 @@
 
 #include "configs/config.h"
 #include "kernels/backend.h"
+#include "trainer/model_dims.h"
 
 namespace dyt::trainer {
 
@@ -31,5 +32,9 @@ struct MemoryNeed {
   std::string describe() const;  // "12.3 GiB (parameters 1.0 GiB, ...)"
 };
 MemoryNeed memory_need(const config::RunConfig& cfg);
+// The same for one rank's shapes (the planner passes tensor-parallel shard
+// dims), so the check before a run and dyt-plan share one formula.
+MemoryNeed memory_need(const ModelDims& dims, int64_t micro_batch, int64_t seq_len, bool recompute,
+                       kernels::DType dt);
 
 }  // namespace dyt::trainer

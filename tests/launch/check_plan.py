@@ -5,6 +5,12 @@ With RMSNorm the count must equal Meta's published figure exactly; with DyT
 it may differ only by one α per norm layer (2 per block + the final one) and
 the embedding scale, plus β (d per norm layer) when norm_bias is on.
 
+Then the per-rank state and communication figures against formulas
+written out here: ZeRO-1's bytes per parameter (6 + 12/dp under BF16, 8 + 8/dp
+under FP32, Megatron's distributed optimizer), sequence parallelism dividing
+the norm-region activations by tp, and the dp group's volume by the
+communicator's convention (docs/parallel.md).
+
   check_plan.py DYT_PLAN CONFIG_DIR
 """
 import json
@@ -43,9 +49,88 @@ def main():
             failures.append(f"{name}: DyT count {dyt} != {published} + {norms} alphas + 1 embed scale")
         if dyt_bias != dyt + norms * width:
             failures.append(f"{name}: DyT+bias count {dyt_bias} != {dyt} + {norms}x{width} betas")
+    failures += check_zero1(binary, config_dir)
+    failures += check_sequence_parallel(binary, config_dir)
+    failures += check_comm(binary, config_dir)
     for f in failures:
         print("FAIL:", f)
     sys.exit(1 if failures else 0)
+
+
+def check_zero1(binary, config_dir):
+    """State bytes = fixed·n + sharded·ceil(n/dp), n the rank's buffer."""
+    failures = []
+    cfg = f"{config_dir}/llama7b.pbtxt"
+    for prec, fixed, sharded in (("BF16", 6, 12), ("FP32", 8, 8)):
+        for dp in (1, 8, 64):
+            p = plan(binary, cfg, "train.device=CUDA", f"train.precision={prec}", "parallel.tp=1",
+                     f"parallel.dp={dp}", "parallel.zero1=true")
+            n = p["buffer_elements"]
+            state = p["weight_bytes"] + p["master_weight_bytes"] + p["gradient_bytes"] + p["optimizer_bytes"]
+            want = fixed * n + sharded * -(-n // dp)
+            print(f"zero1 {prec} dp {dp}: {state / n:.4f} bytes/parameter (formula {fixed} + {sharded}/{dp})")
+            if state != want:
+                failures.append(f"ZeRO-1 {prec} dp {dp}: state {state} != {want}")
+    return failures
+
+
+def check_sequence_parallel(binary, config_dir):
+    """SP takes (1 - 1/tp) of the norm-region tensors off one rank's arena."""
+    failures = []
+    cfg = f"{config_dir}/llama70b.pbtxt"
+    B, T, d, L, tp = 1, 4096, 8192, 80, 8
+    common = ["train.device=CUDA", "train.precision=BF16", f"parallel.tp={tp}",
+              f"train.micro_batch={B}", f"train.seq_len={T}", "model.norm=DYT", "model.embed_scale=false"]
+    on = plan(binary, cfg, *common, "parallel.sequence_parallel=true")
+    off = plan(binary, cfg, *common, "parallel.sequence_parallel=false")
+    nd = B * T * d
+    for key, sets in (("activation_bytes", L), ("activation_recompute_bytes", 1)):
+        # layer inputs (L + 1), a1/x_mid/a2 per kept set, final_a, dresid, dnorm; bf16.
+        region = ((L + 1) + 3 * sets + 3) * nd * 2
+        want = off[key] - (region - region // tp)
+        print(f"sp {key}: {off[key]:,} -> {on[key]:,} (norm region {region:,} / {tp})")
+        if on[key] != want:
+            failures.append(f"sequence parallel {key}: {on[key]} != {want}")
+    if on["sp_gather_bytes"] != nd * 2 or off["sp_gather_bytes"] != 0:
+        failures.append(f"sequence parallel gather buffer {on['sp_gather_bytes']} != {nd * 2}")
+    return failures
+
+
+def comm_total(p, group):
+    return p["comm_total"][group]["bytes_sent"]
+
+
+def check_comm(binary, config_dir):
+    failures = []
+    cfg = f"{config_dir}/llama7b.pbtxt"
+    base = ["train.device=CUDA", "train.precision=BF16", "parallel.tp=1", "parallel.dp=8"]
+    plain = plan(binary, cfg, *base, "parallel.zero1=false")
+    n = plain["buffer_elements"]
+    # all-reduce of n fp32 over 8 (8 divides n): 2·7/8·n·4; the f64 loss: rank 0 owns no element, sends 8.
+    want = 2 * 7 * n * 4 // 8 + 8
+    print(f"dp 8 plain: {comm_total(plain, 'dp'):,} bytes (want {want:,})")
+    if comm_total(plain, "dp") != want:
+        failures.append(f"plain dp volume {comm_total(plain, 'dp')} != {want}")
+    z = plan(binary, cfg, *base, "parallel.zero1=true")
+    c = -(-n // 8)
+    want = 7 * c * 4 + 7 * c * 2 + 8 + 8  # reduce-scatter fp32, all-gather bf16, norm, loss
+    print(f"dp 8 ZeRO-1: {comm_total(z, 'dp'):,} bytes (want {want:,})")
+    if comm_total(z, "dp") != want:
+        failures.append(f"ZeRO-1 dp volume {comm_total(z, 'dp')} != {want}")
+    if comm_total(plain, "tp") != 0:
+        failures.append("tp 1 has tp traffic")
+    # tp 2 without SP: (4 per block + embedding + LM head) all-reduces of N·d bf16,
+    # plus the cross-entropy's 3 of N fp32, per micro-batch.
+    t = plan(binary, cfg, "train.device=CUDA", "train.precision=BF16", "parallel.tp=2",
+             "parallel.dp=8", "parallel.sequence_parallel=false", "train.recompute=false",
+             "train.micro_batch=1", "train.seq_len=4096", "train.global_batch_tokens=1048576")
+    micro = 1048576 // (4096 * 8)
+    N, d, L = 4096, 4096, 32
+    want = micro * ((4 * L + 2) * (N * d * 2) + 3 * N * 4)  # 2·(p−1)/p = 1 at p = 2
+    print(f"tp 2: {comm_total(t, 'tp'):,} bytes per step (want {want:,})")
+    if comm_total(t, "tp") != want:
+        failures.append(f"tp 2 volume {comm_total(t, 'tp')} != {want}")
+    return failures
 
 
 if __name__ == "__main__":
