@@ -51,20 +51,6 @@ namespace {
 using namespace dyt;
 using Clock = std::chrono::steady_clock;
 
-int64_t int_option(const config::CliArgs& args, const std::string& name, int64_t fallback,
-                   int64_t min_value) {
-  auto it = args.options.find(name);
-  if (it == args.options.end()) return fallback;
-  try {
-    size_t used = 0;
-    const long long v = std::stoll(it->second, &used);
-    if (used == it->second.size() && v >= min_value) return v;
-  } catch (const std::exception&) {
-  }
-  throw config::ConfigError("option --" + name + " needs an integer >= " + std::to_string(min_value) +
-                            ", got '" + it->second + "'");
-}
-
 std::string blas_description() {
   if (!openblas_get_num_threads) return "BLAS not OpenBLAS";
   const char* kind = "?";
@@ -122,9 +108,9 @@ int run(int argc, char** argv) {
   if (args.config_path.empty()) throw config::ConfigError("missing required option --config");
   const config::RunConfig cfg = config::load_run_config(args.config_path, args.overrides);
   const config::TrainConfig& t = cfg.train();
-  const int64_t warmup = int_option(args, "warmup", 2, 0);
-  const int64_t iters = int_option(args, "iters", 10, 1);
-  const uint64_t seed = static_cast<uint64_t>(int_option(args, "seed", static_cast<int64_t>(t.seed()), 0));
+  const int64_t warmup = config::int_option(args, "warmup", 2, 0);
+  const int64_t iters = config::int_option(args, "iters", 10, 1);
+  const uint64_t seed = static_cast<uint64_t>(config::int_option(args, "seed", static_cast<int64_t>(t.seed()), 0));
   const bool json = config::has_flag(args, "json");
 
   const int64_t T = t.seq_len(), B = t.micro_batch();

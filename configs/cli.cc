@@ -53,4 +53,18 @@ bool has_flag(const CliArgs& args, const std::string& name) {
   return std::find(args.flags.begin(), args.flags.end(), name) != args.flags.end();
 }
 
+int64_t int_option(const CliArgs& args, const std::string& name, int64_t fallback,
+                   int64_t min_value) {
+  auto it = args.options.find(name);
+  if (it == args.options.end()) return fallback;
+  try {
+    size_t used = 0;
+    const long long v = std::stoll(it->second, &used);
+    if (used == it->second.size() && v >= min_value) return v;
+  } catch (const std::exception&) {
+  }
+  throw ConfigError("option --" + name + " needs an integer >= " + std::to_string(min_value) +
+                    ", got '" + it->second + "'");
+}
+
 }  // namespace dyt::config

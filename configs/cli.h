@@ -8,6 +8,7 @@
 // ConfigError (print what() to stderr), 1 on other failures.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <set>
 #include <string>
@@ -38,5 +39,10 @@ CliArgs parse_cli(int argc, char** argv, const std::set<std::string>& value_opti
 
 // True when `name` was given as a flag.
 bool has_flag(const CliArgs& args, const std::string& name);
+
+// The integer value of option --name, `fallback` when absent; ConfigError
+// "option --name needs an integer >= min_value, got 'x'" otherwise.
+int64_t int_option(const CliArgs& args, const std::string& name, int64_t fallback,
+                   int64_t min_value);
 
 }  // namespace dyt::config

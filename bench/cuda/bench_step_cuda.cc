@@ -53,19 +53,6 @@ namespace {
 
 using namespace dyt;
 
-int64_t int_option(const config::CliArgs& a, const std::string& name, int64_t fallback, int64_t min_value) {
-  auto it = a.options.find(name);
-  if (it == a.options.end()) return fallback;
-  try {
-    size_t used = 0;
-    const long long v = std::stoll(it->second, &used);
-    if (used == it->second.size() && v >= min_value) return v;
-  } catch (const std::exception&) {
-  }
-  throw config::ConfigError("option --" + name + " needs an integer >= " + std::to_string(min_value) +
-                            ", got '" + it->second + "'");
-}
-
 double real_option(const config::CliArgs& a, const std::string& name, double fallback, double lo, double hi) {
   auto it = a.options.find(name);
   if (it == a.options.end()) return fallback;
@@ -109,14 +96,14 @@ int run(int argc, char** argv) {
     throw config::ConfigError("dyt-bench-step-cuda builds its model itself: --config and --set are not taken");
   const bool tiny = config::has_flag(args, "tiny"), json = config::has_flag(args, "json");
   const int64_t max_layers = 32;  // LLaMA-7B's count
-  const int64_t forced_layers = int_option(args, "layers", 0, 1);
-  const int64_t T = int_option(args, "seq", tiny ? 64 : 4096, 1);
-  const int64_t warmup = int_option(args, "warmup", 3, 0);
-  const int64_t iters = int_option(args, "iters", 10, 1);
-  const int64_t bd_iters = int_option(args, "breakdown-iters", 3, 0);
+  const int64_t forced_layers = config::int_option(args, "layers", 0, 1);
+  const int64_t T = config::int_option(args, "seq", tiny ? 64 : 4096, 1);
+  const int64_t warmup = config::int_option(args, "warmup", 3, 0);
+  const int64_t iters = config::int_option(args, "iters", 10, 1);
+  const int64_t bd_iters = config::int_option(args, "breakdown-iters", 3, 0);
   const double headroom = real_option(args, "headroom", 0.10, 0.0, 0.9);
   const double peak = real_option(args, "peak-tflops", bench::kHopperBf16PeakFlops / 1e12, 1e-6, 1e6) * 1e12;
-  const uint64_t seed = static_cast<uint64_t>(int_option(args, "seed", 1234, 0));
+  const uint64_t seed = static_cast<uint64_t>(config::int_option(args, "seed", 1234, 0));
 
   const cuda::DeviceInfo info = cuda::device_info();
   const int64_t budget = static_cast<int64_t>(static_cast<double>(info.free_bytes) * (1.0 - headroom));
