@@ -33,6 +33,7 @@
 #include "configs/cli.h"
 #include "configs/config.h"
 #include "trainer/grad_norm.h"
+#include "trainer/hf_model.h"
 #include "trainer/model_instance.h"
 #include "trainer/named_tensors.h"
 #include "trainer/optimizer.h"

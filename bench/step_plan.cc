@@ -32,14 +32,4 @@ int64_t fit_layers(const std::function<int64_t(int64_t)>& need, int64_t budget, 
   return lo;
 }
 
-StepFlops step_flops(const trainer::ModelDims& d, int64_t seq_len) {
-  const int64_t per_layer = d.d * d.q_dim() + 2 * d.d * d.kv_dim() + d.q_dim() * d.d + 3 * d.d * d.ffn;
-  StepFlops f;
-  f.matmul_params = d.layers * per_layer + d.vocab * d.d;
-  f.per_token_matmul = 6.0 * static_cast<double>(f.matmul_params);
-  f.per_token_attention = 12.0 * static_cast<double>(d.layers) * static_cast<double>(d.q_dim()) *
-                          static_cast<double>(seq_len);
-  return f;
-}
-
 }  // namespace dyt::bench

@@ -1,184 +1,111 @@
+// Saving a checkpoint: the three steps of a collective save and the commit
+// protocol (checkpoint.h). Opening one is checkpoint_reader.cc.
 #include "checkpoint/checkpoint.h"
 
-
-#include <fcntl.h>
-#include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
-#include <unistd.h>
 
-#include <algorithm>
-#include <atomic>
-#include <chrono>
-#include <cstring>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
-#include <fstream>
+#include <map>
 #include <set>
-#include <sstream>
 #include <system_error>
 
+#include "common/error_of.h"
 #include "common/shape_text.h"
 #include "checkpoint/atomic_file.h"
 #include "checkpoint/manifest.pb.h"
+#include "checkpoint/step_dirs.h"
 
 namespace dyt::checkpoint {
 namespace {
 
-namespace fs = std::filesystem;
+using namespace detail;
 namespace gpb = google::protobuf;
-using manifest::Manifest;
-using manifest::TensorRecord;
 
-constexpr int kFormatVersion = 1;
-constexpr const char* kManifest = "manifest.pbtxt";
-constexpr const char* kTensorFile = "tensors.safetensors";
+constexpr int kFormatVersion = 2;
 
-[[noreturn]] void fail(const std::string& path, const std::string& what) {
-  throw CheckpointError("checkpoint '" + path + "': " + what);
-}
-
-std::string step_dir_name(int64_t step) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "step-%08lld", static_cast<long long>(step));
+std::string rank_file_name(int rank) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "rank-%05d.safetensors", rank);
   return buf;
 }
 
-// What a name under the root is: a committed step directory ("step-" and
-// digits only), one being written (".tmp"), an old copy moved aside by a
-// re-save (".aside-<id>"), one being deleted (".trash-<id>"), or not ours.
-enum class Kind { kCommitted, kWriting, kAside, kTrash, kOther };
-
-struct Entry {
-  int64_t step = -1;
-  Kind kind = Kind::kOther;
-  fs::path path;
-};
-
-constexpr const char* kAsideInfix = ".aside-";
-constexpr const char* kTrashInfix = ".trash-";
-
-Entry classify(const fs::path& path) {
-  const std::string name = path.filename().string();
-  Entry e;
-  e.path = path;
-  if (name.compare(0, 5, "step-") != 0) return e;
-  size_t i = 5;
-  int64_t step = 0;
-  while (i < name.size() && name[i] >= '0' && name[i] <= '9' && i < 5 + 18)
-    step = step * 10 + (name[i++] - '0');
-  if (i == 5) return e;
-  const std::string rest = name.substr(i);
-  const auto has_id = [&](const char* infix) {
-    const size_t n = std::strlen(infix);
-    return rest.size() > n && rest.compare(0, n, infix) == 0;
-  };
-  if (rest.empty()) e.kind = Kind::kCommitted;
-  else if (rest == ".tmp") e.kind = Kind::kWriting;
-  else if (has_id(kAsideInfix)) e.kind = Kind::kAside;
-  else if (has_id(kTrashInfix)) e.kind = Kind::kTrash;
-  else return e;
-  e.step = step;
-  return e;
+// A piece's key in its rank file: "<tensor>@<offset 0>,<offset 1>,...".
+std::string piece_key(const PieceRef& p) {
+  std::string key = p.tensor + "@";
+  for (size_t d = 0; d < p.box.offset.size(); ++d) {
+    if (d) key += ',';
+    key += std::to_string(p.box.offset[d]);
+  }
+  return key;
 }
 
-std::vector<Entry> scan(const std::string& root) {
-  std::vector<Entry> out;
-  std::error_code ec;
-  if (!fs::is_directory(root, ec)) return out;
-  for (const auto& d : fs::directory_iterator(root, ec)) {
-    Entry e = classify(d.path());
-    if (e.kind != Kind::kOther && d.is_directory()) out.push_back(std::move(e));
+// The tensor and offsets of a key, or false when it is not one.
+bool parse_key(const std::string& key, std::string* tensor, std::vector<int64_t>* offset) {
+  const size_t at = key.rfind('@');
+  if (at == std::string::npos || at == 0) return false;
+  *tensor = key.substr(0, at);
+  offset->clear();
+  const std::string rest = key.substr(at + 1);
+  if (rest.empty()) return true;  // a tensor of shape []
+  size_t i = 0;
+  while (i <= rest.size()) {
+    const size_t comma = std::min(rest.find(',', i), rest.size());
+    if (comma == i || comma - i > 18) return false;
+    int64_t v = 0;
+    for (size_t k = i; k < comma; ++k) {
+      if (rest[k] < '0' || rest[k] > '9') return false;
+      v = v * 10 + (rest[k] - '0');
+    }
+    offset->push_back(v);
+    i = comma + 1;
   }
-  if (ec) fail(root, "cannot list: " + ec.message());
-  std::sort(out.begin(), out.end(), [](const Entry& a, const Entry& b) {
-    return a.step != b.step ? a.step < b.step : a.path < b.path;
-  });
-  return out;
+  return true;
 }
 
-// A name no other save has used: "<step dir><infix><pid>-<ns clock>".
-fs::path unique_sibling(const fs::path& step_dir, const char* infix) {
-  static std::atomic<int64_t> counter{0};
-  const auto ns = std::chrono::steady_clock::now().time_since_epoch().count();
-  return fs::path(step_dir.string() + infix + std::to_string(::getpid()) + "-" + std::to_string(ns) +
-                  "-" + std::to_string(counter++));
-}
-
-// fsync a directory so a rename in it survives a power cut (best effort: some
-// file systems refuse, and the files themselves are already synced).
-void sync_dir(const fs::path& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    (void)::fsync(fd);
-    ::close(fd);
+// The manifest of the pieces the ranks wrote into `dir`, read back from
+// their files' headers: what is on disk is what gets listed, and a save
+// whose pieces would not load (a gap, an overlap, an unknown tensor) is
+// refused here instead of being committed.
+manifest::Manifest manifest_from_files(const fs::path& dir, const std::vector<TensorShape>& tensors,
+                                       int ranks) {
+  const std::string where = (dir / kManifest).string();
+  std::map<std::string, size_t> index;
+  manifest::Manifest m;
+  m.set_format_version(kFormatVersion);
+  m.set_ranks(ranks);
+  for (const TensorShape& t : tensors) {
+    if (!index.emplace(t.name, index.size()).second) fail(where, "tensor '" + t.name + "' given twice");
+    manifest::TensorRecord* r = m.add_tensors();
+    r->set_name(t.name);
+    for (int64_t d : t.shape) r->add_shape(d);
+    r->set_dtype("F32");
   }
-}
-
-// Deletes a step directory (or an aside) without ever leaving a torn one
-// under a name that could be loaded: rename to a trash name, then remove.
-// Best effort: what cannot be renamed stays whole, for the next save to try.
-void retire(const fs::path& dir) {
-  const Entry e = classify(dir);
-  std::error_code ec;
-  const fs::path trash = unique_sibling(fs::path(dir.parent_path() / step_dir_name(e.step)), kTrashInfix);
-  fs::rename(dir, trash, ec);
-  if (!ec) fs::remove_all(trash, ec);
-}
-
-// Settles what a crashed save left under `root` (called by the saver only):
-// an aside whose step has no directory is that step's only whole copy and
-// is renamed back; an aside whose step directory exists, .tmp and .trash-
-// directories are removed.
-void recover(const std::string& root) {
-  const std::vector<Entry> entries = scan(root);
-  std::set<int64_t> committed;
-  for (const Entry& e : entries)
-    if (e.kind == Kind::kCommitted) committed.insert(e.step);
-  for (const Entry& e : entries) {
-    if (e.kind != Kind::kAside || committed.count(e.step)) continue;
-    std::error_code ec;
-    fs::rename(e.path, e.path.parent_path() / step_dir_name(e.step), ec);
-    if (ec) fail(e.path.string(), "cannot restore this copy of step " + std::to_string(e.step) +
-                                      " to its name: " + ec.message());
-    committed.insert(e.step);
+  std::vector<std::vector<Box>> boxes(tensors.size());
+  for (int rank = 0; rank < ranks; ++rank) {
+    const std::string file = rank_file_name(rank);
+    const std::string path = (dir / file).string();
+    const SafetensorsHeader h = read_safetensors_header(path);  // names the file when missing
+    for (const auto& [key, e] : h.tensors) {
+      std::string name;
+      std::vector<int64_t> offset;
+      if (!parse_key(key, &name, &offset)) fail(path, "tensor '" + key + "' is not named <tensor>@<offsets>");
+      auto it = index.find(name);
+      if (it == index.end()) fail(path, "piece '" + key + "' is of tensor '" + name + "', which is not saved");
+      if (e.dtype != "F32") fail(path, "piece '" + key + "' is " + e.dtype + ", not F32");
+      manifest::Piece* p = m.mutable_tensors(static_cast<int>(it->second))->add_pieces();
+      p->set_file(file);
+      p->set_key(key);
+      for (int64_t o : offset) p->add_offset(o);
+      for (int64_t x : e.shape) p->add_extent(x);
+      boxes[it->second].push_back({offset, e.shape});
+    }
   }
-  // Nothing is deleted before the directory entries it depends on are durable.
-  sync_dir(root);
-  for (const Entry& e : entries) {
-    if (e.kind == Kind::kCommitted) continue;
-    if (e.kind == Kind::kAside && !fs::exists(e.path)) continue;  // just restored
-    std::error_code ec;
-    if (e.kind == Kind::kAside) retire(e.path);
-    else fs::remove_all(e.path, ec);
-  }
-}
-
-class LineErrors : public gpb::io::ErrorCollector {
- public:
-  void AddError(int line, gpb::io::ColumnNumber column, const std::string& message) override {
-    if (!text.empty()) text += "; ";
-    text += "line " + std::to_string(line + 1) + ":" + std::to_string(column + 1) + ": " + message;
-  }
-  std::string text;
-};
-
-Manifest parse_manifest(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, "cannot read the manifest (the checkpoint is incomplete)");
-  std::stringstream text;
-  text << in.rdbuf();
-  Manifest m;
-  gpb::TextFormat::Parser parser;
-  LineErrors errors;
-  parser.RecordErrorsTo(&errors);
-  if (!parser.ParseFromString(text.str(), &m)) {
-    fail(path, errors.text.empty() ? "does not parse as a manifest" : errors.text);
-  }
-  if (m.format_version() != kFormatVersion) {
-    fail(path, "format_version " + std::to_string(m.format_version()) + " is not " +
-                   std::to_string(kFormatVersion) + ", the one this build reads");
-  }
-  if (!m.has_progress()) fail(path, "no progress record");
+  for (size_t i = 0; i < tensors.size(); ++i)
+    if (const std::string problem = tiling_problem(tensors[i].shape, boxes[i]); !problem.empty())
+      fail(dir.string(), "the ranks' pieces of tensor '" + tensors[i].name + "' do not tile its shape " +
+                             shape_text(tensors[i].shape) + ": " + problem);
   return m;
 }
 
@@ -201,50 +128,60 @@ std::vector<std::string> list_checkpoints(const std::string& root) {
   return out;
 }
 
-std::string save_checkpoint(const std::string& root, const Progress& progress,
-                            const std::string& run_config, const std::vector<TensorRef>& tensors,
-                            int keep) {
+std::string begin_save(const std::string& root, int64_t step, int keep) {
   if (keep < 1) fail(root, "keep = " + std::to_string(keep) + ": at least 1 checkpoint is kept");
-  std::set<std::string> names;
-  for (const TensorRef& t : tensors)
-    if (!names.insert(t.name).second) fail(root, "tensor '" + t.name + "' given twice");
-
-  const fs::path final_dir = fs::path(root) / step_dir_name(progress.step);
-  const fs::path tmp_dir = fs::path(final_dir.string() + ".tmp");
+  const fs::path tmp = tmp_dir(root, step);
   std::error_code ec;
   fs::create_directories(root, ec);
   if (ec) fail(root, "cannot create the checkpoint directory: " + ec.message());
   recover(root);  // also removes a half-written one from a crash at this very step
-  if (!fs::create_directory(tmp_dir, ec) || ec)
-    fail(tmp_dir.string(), "cannot create: " + (ec ? ec.message() : "it exists"));
-  try {
-    write_safetensors((tmp_dir / kTensorFile).string(), tensors);
+  if (!fs::create_directory(tmp, ec) || ec) fail(tmp.string(), "cannot create: " + (ec ? ec.message() : "it exists"));
+  return tmp.string();
+}
 
-    Manifest m;
-    m.set_format_version(kFormatVersion);
+void write_rank_file(const std::string& root, int64_t step, int rank, const std::vector<PieceRef>& pieces) {
+  const fs::path path = tmp_dir(root, step) / rank_file_name(rank);
+  std::vector<TensorSpec> specs;
+  specs.reserve(pieces.size());
+  for (const PieceRef& p : pieces) {
+    if (p.tensor.empty() || p.tensor.find('@') != std::string::npos)
+      fail(path.string(), "piece of tensor '" + p.tensor + "': a tensor name is not empty and has no '@'");
+    if (p.box.offset.size() != p.box.extent.size())
+      fail(path.string(), "piece of tensor '" + p.tensor + "': offset " + shape_text(p.box.offset) +
+                              " and extent " + shape_text(p.box.extent) + " differ in rank");
+    specs.push_back({piece_key(p), p.box.extent});
+  }
+  write_safetensors(path.string(), specs, [&](size_t i, std::vector<float>&) { return pieces[i].data; });
+}
+
+void abandon_save(const std::string& root, int64_t step) {
+  std::error_code ec;
+  fs::remove_all(tmp_dir(root, step), ec);
+}
+
+std::string commit_save(const std::string& root, const Progress& progress, const std::string& run_config,
+                        const std::vector<TensorShape>& tensors, int ranks, int keep) {
+  const fs::path final_dir = fs::path(root) / step_dir_name(progress.step);
+  const fs::path tmp = tmp_dir(root, progress.step);
+  std::error_code ec;
+  try {
+    manifest::Manifest m = manifest_from_files(tmp, tensors, ranks);
     auto* p = m.mutable_progress();
     p->set_step(progress.step);
     p->set_optimizer_steps(progress.optimizer_steps);
     p->set_skipped_steps(progress.skipped_steps);
     p->set_nonfinite_in_a_row(progress.nonfinite_in_a_row);
     m.set_run_config(run_config);
-    for (const TensorRef& t : tensors) {
-      TensorRecord* r = m.add_tensors();
-      r->set_name(t.name);
-      for (int64_t d : t.shape) r->add_shape(d);
-      r->set_dtype("F32");
-      r->set_file(kTensorFile);
-    }
     gpb::TextFormat::Printer printer;
     printer.SetUseUtf8StringEscaping(true);
     std::string text;
-    if (!printer.PrintToString(m, &text)) fail(tmp_dir.string(), "cannot print the manifest");
-    write_file_atomically((tmp_dir / kManifest).string(), text);  // fsyncs tmp_dir too
+    if (!printer.PrintToString(m, &text)) fail(tmp.string(), "cannot print the manifest");
+    write_file_atomically((tmp / kManifest).string(), text);  // fsyncs tmp too
   } catch (const AtomicFileError& e) {
-    fs::remove_all(tmp_dir, ec);
-    fail(tmp_dir.string(), e.what());
+    fs::remove_all(tmp, ec);
+    fail(tmp.string(), e.what());
   } catch (...) {
-    fs::remove_all(tmp_dir, ec);
+    fs::remove_all(tmp, ec);
     throw;
   }
 
@@ -258,16 +195,16 @@ std::string save_checkpoint(const std::string& root, const Progress& progress,
     fs::rename(final_dir, aside, ec);
     if (ec) {
       const std::string why = ec.message();
-      fs::remove_all(tmp_dir, ec);
+      fs::remove_all(tmp, ec);
       fail(final_dir.string(), "cannot move the previous checkpoint of this step aside: " + why);
     }
   }
-  fs::rename(tmp_dir, final_dir, ec);
+  fs::rename(tmp, final_dir, ec);
   if (ec) {
     const std::string why = ec.message();
     if (!aside.empty()) fs::rename(aside, final_dir, ec);  // put the old one back
-    fs::remove_all(tmp_dir, ec);
-    fail(final_dir.string(), "cannot commit (rename from " + tmp_dir.filename().string() + "): " + why);
+    fs::remove_all(tmp, ec);
+    fail(final_dir.string(), "cannot commit (rename from " + tmp.filename().string() + "): " + why);
   }
   sync_dir(root);
 
@@ -279,76 +216,37 @@ std::string save_checkpoint(const std::string& root, const Progress& progress,
   return final_dir.string();
 }
 
-Checkpoint load_checkpoint(const std::string& dir) {
-  Checkpoint ck;
-  ck.path = dir;
-  const std::string manifest_path = (fs::path(ck.path) / kManifest).string();
-  const Manifest m = parse_manifest(manifest_path);
-
-  const int64_t dir_step = classify(fs::path(ck.path)).step;
-  const auto& p = m.progress();
-  if (p.step() != dir_step)
-    fail(manifest_path, "progress.step " + std::to_string(p.step()) + " does not match the directory");
-  // step - skipped_steps, not optimizer_steps + skipped_steps: the sum of two
-  // hostile counts can overflow int64 (undefined behaviour, reported by UBSan
-  // on tests/fuzz/corpus/manifest/regress-progress-overflow); the difference
-  // of two non-negative ones cannot.
-  if (p.optimizer_steps() < 0 || p.skipped_steps() < 0 || p.nonfinite_in_a_row() < 0 ||
-      p.optimizer_steps() != p.step() - p.skipped_steps())
-    fail(manifest_path, "progress counts do not add up (optimizer_steps + skipped_steps != step)");
-  ck.progress = {p.step(), p.optimizer_steps(), p.skipped_steps(), p.nonfinite_in_a_row()};
-  ck.run_config = m.run_config();
-
-  std::map<std::string, std::map<std::string, LoadedTensor>> files;
-  for (const TensorRecord& r : m.tensors()) {
-    const std::string& f = r.file();
-    if (r.name().empty()) fail(manifest_path, "a tensor record has no name");
-    if (f.empty() || f.find('/') != std::string::npos || f == "." || f == "..")
-      fail(manifest_path, "tensor '" + r.name() + "': file '" + f + "' is not a file name in the checkpoint");
-    if (r.dtype() != "F32")
-      fail(manifest_path, "tensor '" + r.name() + "': dtype '" + r.dtype() + "' (this build reads F32)");
-    if (!files.count(f)) files[f] = read_safetensors((fs::path(ck.path) / f).string());
-    auto& in_file = files[f];
-    auto it = in_file.find(r.name());
-    const std::string where = (fs::path(ck.path) / f).string();
-    if (it == in_file.end()) fail(where, "has no tensor '" + r.name() + "', which the manifest lists");
-    const std::vector<int64_t> shape(r.shape().begin(), r.shape().end());
-    if (it->second.shape != shape)
-      fail(where, "tensor '" + r.name() + "' has shape " + shape_text(it->second.shape) +
-                      ", the manifest says " + shape_text(shape));
-    if (!ck.tensors.emplace(r.name(), std::move(it->second)).second)
-      fail(manifest_path, "tensor '" + r.name() + "' listed twice");
-    in_file.erase(it);
-  }
-  for (const auto& [f, rest] : files)
-    if (!rest.empty())
-      fail((fs::path(ck.path) / f).string(),
-           "holds tensor '" + rest.begin()->first + "', which the manifest does not list");
-  return ck;
+std::string save_checkpoint(const std::string& root, const Progress& progress,
+                            const std::string& run_config, const std::vector<TensorShape>& tensors,
+                            const std::vector<PieceRef>& pieces, int rank, int ranks, int keep,
+                            const Agree& agree) {
+  const bool zero = rank == 0;
+  const auto settle = [&](const std::string& mine, bool abandon) {
+    const std::string first = agree(mine);
+    if (first.empty()) return;
+    if (zero && abandon) abandon_save(root, progress.step);
+    throw CheckpointError(first);
+  };
+  settle(zero ? error_of([&] { begin_save(root, progress.step, keep); }) : "", false);
+  settle(error_of([&] { write_rank_file(root, progress.step, rank, pieces); }), true);
+  // commit_save cleans up after itself; after its rename the checkpoint stands.
+  settle(zero ? error_of([&] { commit_save(root, progress, run_config, tensors, ranks, keep); }) : "", false);
+  return (fs::path(root) / step_dir_name(progress.step)).string();
 }
 
-std::optional<Checkpoint> load_latest_checkpoint(const std::string& root) {
-  const std::vector<std::string> all = list_checkpoints(root);
-  if (all.empty()) return std::nullopt;
-  try {
-    return load_checkpoint(all.back());
-  } catch (const CheckpointError& damaged) {
-    // Name the way back without taking it: continuing from an older state
-    // silently would redo steps (and their metrics) the user believes done.
-    for (size_t i = all.size() - 1; i-- > 0;) {
-      std::optional<Checkpoint> older;
-      try {
-        older = load_checkpoint(all[i]);
-      } catch (const CheckpointError&) {
-        continue;  // damaged too: look further back
-      }
-      throw CheckpointError(std::string(damaged.what()) + "; the newest intact checkpoint before it is '" +
-                            all[i] + "' (step " + std::to_string(older->progress.step) +
-                            "): to continue from there, move '" + all.back() + "' out of '" + root + "'");
-    }
-    throw CheckpointError(std::string(damaged.what()) + "; there is no intact checkpoint before it in '" +
-                          root + "'");
+std::string save_checkpoint(const std::string& root, const Progress& progress,
+                            const std::string& run_config, const std::vector<TensorRef>& tensors,
+                            int keep) {
+  std::set<std::string> names;
+  std::vector<TensorShape> shapes;
+  std::vector<PieceRef> pieces;
+  for (const TensorRef& t : tensors) {
+    if (!names.insert(t.name).second) fail(root, "tensor '" + t.name + "' given twice");
+    shapes.push_back({t.name, t.shape});
+    pieces.push_back({t.name, {std::vector<int64_t>(t.shape.size(), 0), t.shape}, t.data});
   }
+  return save_checkpoint(root, progress, run_config, shapes, pieces, 0, 1, keep,
+                         [](const std::string& error) { return error; });
 }
 
 }  // namespace dyt::checkpoint

@@ -1,11 +1,14 @@
 #include "checkpoint/json_lite.h"
 
+#include <cmath>
+#include <cstdlib>
 #include <limits>
 
 namespace dyt::checkpoint::json {
 
 Value Value::boolean(bool b) { Value v; v.kind_ = Kind::kBool; v.b_ = b; return v; }
 Value Value::integer(int64_t i) { Value v; v.kind_ = Kind::kInt; v.i_ = i; return v; }
+Value Value::real(double d) { Value v; v.kind_ = Kind::kReal; v.d_ = d; return v; }
 Value Value::string(std::string s) { Value v; v.kind_ = Kind::kString; v.s_ = std::move(s); return v; }
 Value Value::array(Array a) { Value v; v.kind_ = Kind::kArray; v.a_ = std::move(a); return v; }
 Value Value::object(Object o) { Value v; v.kind_ = Kind::kObject; v.o_ = std::move(o); return v; }
@@ -18,6 +21,11 @@ static void expect_kind(Value::Kind have, Value::Kind want) {
 }
 bool Value::as_bool() const { expect_kind(kind_, Kind::kBool); return b_; }
 int64_t Value::as_int() const { expect_kind(kind_, Kind::kInt); return i_; }
+double Value::as_number() const {
+  if (kind_ == Kind::kInt) return static_cast<double>(i_);
+  expect_kind(kind_, Kind::kReal);
+  return d_;
+}
 const std::string& Value::as_string() const { expect_kind(kind_, Kind::kString); return s_; }
 const Value::Array& Value::as_array() const { expect_kind(kind_, Kind::kArray); return a_; }
 const Value::Object& Value::as_object() const { expect_kind(kind_, Kind::kObject); return o_; }
@@ -35,6 +43,7 @@ const char* kind_name(Value::Kind k) {
     case Value::Kind::kNull: return "null";
     case Value::Kind::kBool: return "a boolean";
     case Value::Kind::kInt: return "an integer";
+    case Value::Kind::kReal: return "a real number";
     case Value::Kind::kString: return "a string";
     case Value::Kind::kArray: return "an array";
     case Value::Kind::kObject: return "an object";
@@ -48,7 +57,7 @@ constexpr int kMaxDepth = 64;
 
 class Parser {
  public:
-  explicit Parser(std::string_view t) : t_(t) {}
+  Parser(std::string_view t, Numbers numbers) : t_(t), numbers_(numbers) {}
 
   Value parse_document() {
     Value v = parse_value(0);
@@ -94,7 +103,7 @@ class Parser {
       case 'f': expect_word("false"); return Value::boolean(false);
       case 'n': expect_word("null"); return Value::null();
       default:
-        if (c == '-' || (c >= '0' && c <= '9')) return Value::integer(parse_int());
+        if (c == '-' || (c >= '0' && c <= '9')) return parse_number();
         fail(std::string("unexpected character '") + c + "'");
     }
   }
@@ -135,6 +144,52 @@ class Parser {
       expect(']');
       return Value::array(std::move(arr));
     }
+  }
+
+  Value parse_number() {
+    const size_t start = pos_;
+    if (numbers_ == Numbers::kRealsToo) {
+      // JSON's grammar: -?int frac? exp?; a real when frac or exp is there.
+      size_t p = pos_;
+      if (t_[p] == '-') ++p;
+      while (p < t_.size() && t_[p] >= '0' && t_[p] <= '9') ++p;
+      if (p < t_.size() && (t_[p] == '.' || t_[p] == 'e' || t_[p] == 'E')) {
+        parse_int_part();  // sign, digits, no leading zeros
+        if (peek_is('.')) {
+          ++pos_;
+          digits("a digit after '.'");
+        }
+        if (peek_is('e') || peek_is('E')) {
+          ++pos_;
+          if (peek_is('+') || peek_is('-')) ++pos_;
+          digits("a digit in the exponent");
+        }
+        const std::string text(t_.substr(start, pos_ - start));
+        char* end = nullptr;
+        const double d = std::strtod(text.c_str(), &end);  // C locale: the programs never set another
+        if (end != text.c_str() + text.size() || !std::isfinite(d)) {
+          pos_ = start;
+          fail("number out of the double range");
+        }
+        return Value::real(d);
+      }
+    }
+    return Value::integer(parse_int());
+  }
+
+  bool peek_is(char c) const { return pos_ < t_.size() && t_[pos_] == c; }
+
+  void digits(const char* what) {
+    if (pos_ >= t_.size() || t_[pos_] < '0' || t_[pos_] > '9') fail(std::string("expected ") + what);
+    while (pos_ < t_.size() && t_[pos_] >= '0' && t_[pos_] <= '9') ++pos_;
+  }
+
+  void parse_int_part() {
+    if (t_[pos_] == '-') ++pos_;
+    if (pos_ >= t_.size() || t_[pos_] < '0' || t_[pos_] > '9') fail("invalid number");
+    if (t_[pos_] == '0' && pos_ + 1 < t_.size() && t_[pos_ + 1] >= '0' && t_[pos_ + 1] <= '9')
+      fail("numbers may not have leading zeros");
+    digits("a digit");
   }
 
   int64_t parse_int() {
@@ -245,12 +300,13 @@ class Parser {
   }
 
   std::string_view t_;
+  Numbers numbers_;
   size_t pos_ = 0;
 };
 
 }  // namespace
 
-Value parse(std::string_view text) { return Parser(text).parse_document(); }
+Value parse(std::string_view text, Numbers numbers) { return Parser(text, numbers).parse_document(); }
 
 void append_quoted(std::string& out, std::string_view s) {
   static const char* kHex = "0123456789abcdef";

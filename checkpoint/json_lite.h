@@ -3,7 +3,8 @@
 // Supports what headers need: objects (key order kept, duplicate keys
 // rejected), arrays, strings with every JSON escape (\uXXXX with surrogate
 // pairs, decoded to UTF-8), integers (int64; fractions and exponents are
-// rejected), true, false and null. Nesting is limited so hostile input cannot
+// rejected unless the caller asks for reals: a Hugging Face config.json),
+// true, false and null. Nesting is limited so hostile input cannot
 // exhaust the stack. Errors are JsonError with the byte offset of the problem.
 #pragma once
 
@@ -24,7 +25,7 @@ struct JsonError : std::runtime_error {
 
 class Value {
  public:
-  enum class Kind { kNull, kBool, kInt, kString, kArray, kObject };
+  enum class Kind { kNull, kBool, kInt, kReal, kString, kArray, kObject };
   using Array = std::vector<Value>;
   using Object = std::vector<std::pair<std::string, Value>>;  // in file order
 
@@ -32,6 +33,7 @@ class Value {
   static Value null() { return Value(); }
   static Value boolean(bool b);
   static Value integer(int64_t i);
+  static Value real(double d);
   static Value string(std::string s);
   static Value array(Array a);
   static Value object(Object o);
@@ -40,6 +42,7 @@ class Value {
   bool is_null() const { return kind_ == Kind::kNull; }
   bool is_bool() const { return kind_ == Kind::kBool; }
   bool is_int() const { return kind_ == Kind::kInt; }
+  bool is_number() const { return kind_ == Kind::kInt || kind_ == Kind::kReal; }
   bool is_string() const { return kind_ == Kind::kString; }
   bool is_array() const { return kind_ == Kind::kArray; }
   bool is_object() const { return kind_ == Kind::kObject; }
@@ -47,6 +50,7 @@ class Value {
   // Accessors throw std::logic_error when the kind is wrong; check kind first.
   bool as_bool() const;
   int64_t as_int() const;
+  double as_number() const;  // an integer or a real
   const std::string& as_string() const;
   const Array& as_array() const;
   const Object& as_object() const;
@@ -57,6 +61,7 @@ class Value {
   Kind kind_ = Kind::kNull;
   bool b_ = false;
   int64_t i_ = 0;
+  double d_ = 0;
   std::string s_;
   Array a_;
   Object o_;
@@ -64,8 +69,10 @@ class Value {
 
 const char* kind_name(Value::Kind k);
 
-// Parses one JSON value; only whitespace may follow it.
-Value parse(std::string_view text);
+// Parses one JSON value; only whitespace may follow it. Numbers with a
+// fraction or an exponent are rejected, or with kRealsToo read as kReal.
+enum class Numbers { kIntegersOnly, kRealsToo };
+Value parse(std::string_view text, Numbers numbers = Numbers::kIntegersOnly);
 
 // Appends `s` as a quoted JSON string (", \ and control characters escaped;
 // other bytes, including UTF-8, copied as they are).

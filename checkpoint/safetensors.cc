@@ -2,6 +2,7 @@
 
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -128,8 +129,8 @@ struct Entry {
 
 // ---------------------------------------------------------------- writing
 
-void write_safetensors(const std::string& path, const std::vector<TensorRef>& tensors,
-                       const std::map<std::string, std::string>& metadata) {
+void write_safetensors(const std::string& path, const std::vector<TensorSpec>& tensors,
+                       const TensorSource& source, const std::map<std::string, std::string>& metadata) {
   // Validate everything and build the header before touching the disk.
   std::set<std::string> names;
   std::vector<uint64_t> nbytes(tensors.size());
@@ -150,7 +151,7 @@ void write_safetensors(const std::string& path, const std::vector<TensorRef>& te
   }
   uint64_t offset = 0;
   for (size_t i = 0; i < tensors.size(); ++i) {
-    const TensorRef& t = tensors[i];
+    const TensorSpec& t = tensors[i];
     if (t.name.empty()) fail(path, "tensor #" + std::to_string(i) + " has an empty name");
     if (t.name == "__metadata__") fail(path, "\"__metadata__\" is reserved and cannot name a tensor");
     if (!names.insert(t.name).second) fail(path, "duplicate tensor name '" + t.name + "'");
@@ -159,7 +160,6 @@ void write_safetensors(const std::string& path, const std::vector<TensorRef>& te
     if (numel < 0 || uint64_t(numel) > std::numeric_limits<uint64_t>::max() / 4 / 2) {
       fail(path, "tensor '" + t.name + "' shape " + shape_text(t.shape) + " is too large");
     }
-    if (numel > 0 && t.data == nullptr) fail(path, "tensor '" + t.name + "' has null data");
     nbytes[i] = uint64_t(numel) * 4;
     if (!first) header += ',';
     first = false;
@@ -187,8 +187,13 @@ void write_safetensors(const std::string& path, const std::vector<TensorRef>& te
     for (int b = 0; b < 8; ++b) len_le[b] = static_cast<unsigned char>(n >> (8 * b));
     out.write(len_le, 8);
     out.write(header.data(), header.size());
+    std::vector<float> scratch;
     for (size_t i = 0; i < tensors.size(); ++i) {
-      if (nbytes[i]) out.write(tensors[i].data, nbytes[i]);
+      if (!nbytes[i]) continue;
+      scratch.clear();
+      const float* data = source(i, scratch);
+      if (data == nullptr) fail(path, "tensor '" + tensors[i].name + "' has null data");
+      out.write(data, nbytes[i]);
     }
     out.commit();
   } catch (const AtomicFileError& e) {
@@ -196,15 +201,28 @@ void write_safetensors(const std::string& path, const std::vector<TensorRef>& te
   }
 }
 
+void write_safetensors(const std::string& path, const std::vector<TensorRef>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  std::vector<TensorSpec> specs;
+  specs.reserve(tensors.size());
+  for (const TensorRef& t : tensors) {
+    if (t.data == nullptr && checked_numel(t.shape) > 0)
+      fail(path, "tensor '" + t.name + "' has null data");
+    specs.push_back({t.name, t.shape});
+  }
+  write_safetensors(
+      path, specs, [&](size_t i, std::vector<float>&) { return tensors[i].data; }, metadata);
+}
+
 // ---------------------------------------------------------------- reading
 
-std::map<std::string, LoadedTensor> read_safetensors(const std::string& path,
-                                                     std::map<std::string, std::string>* metadata) {
-  Fd fd;
-  fd.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd.fd < 0) fail(path, "cannot open: " + errno_text(errno));
+namespace {
+
+// Parses and checks the header of the open file `fd` (see
+// read_safetensors_header).
+SafetensorsHeader parse_header(int fd, const std::string& path) {
   struct stat st;
-  if (::fstat(fd.fd, &st) != 0) fail(path, "cannot stat: " + errno_text(errno));
+  if (::fstat(fd, &st) != 0) fail(path, "cannot stat: " + errno_text(errno));
   if (!S_ISREG(st.st_mode)) fail(path, "not a regular file");
   const uint64_t file_size = static_cast<uint64_t>(st.st_size);
   if (file_size < 8) {
@@ -213,7 +231,7 @@ std::map<std::string, LoadedTensor> read_safetensors(const std::string& path,
   }
 
   unsigned char len_le[8];
-  pread_all(fd.fd, len_le, 8, 0, path);
+  pread_all(fd, len_le, 8, 0, path);
   uint64_t n = 0;
   for (int b = 0; b < 8; ++b) n |= uint64_t(len_le[b]) << (8 * b);
   if (n > kMaxSafetensorsHeaderBytes) {
@@ -225,7 +243,7 @@ std::map<std::string, LoadedTensor> read_safetensors(const std::string& path,
                    std::to_string(file_size) + "-byte file (truncated or corrupt)");
   }
   std::string text(n, '\0');
-  pread_all(fd.fd, text.data(), n, 8, path);
+  pread_all(fd, text.data(), n, 8, path);
   if (size_t bad = find_invalid_utf8(text); bad != std::string_view::npos) {
     fail(path, "header is not valid UTF-8 at header byte " + std::to_string(bad));
   }
@@ -240,7 +258,10 @@ std::map<std::string, LoadedTensor> read_safetensors(const std::string& path,
   }
 
   const uint64_t buffer_size = file_size - 8 - n;
-  std::map<std::string, std::string> md;
+  SafetensorsHeader h;
+  h.data_start = 8 + n;
+  h.file_size = file_size;
+  std::map<std::string, std::string>& md = h.metadata;
   std::vector<Entry> entries;
   for (const auto& [name, v] : root.as_object()) {
     if (name == "__metadata__") {
@@ -337,10 +358,30 @@ std::map<std::string, LoadedTensor> read_safetensors(const std::string& path,
                    std::to_string(expected) + " (trailing bytes)");
   }
 
+  for (Entry& e : entries)
+    h.tensors.emplace(e.name, SafetensorsEntry{std::move(e.dtype), std::move(e.shape), e.numel, e.begin, e.end});
+  return h;
+}
+
+}  // namespace
+
+SafetensorsHeader read_safetensors_header(const std::string& path) {
+  Fd fd;
+  fd.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd.fd < 0) fail(path, "cannot open: " + errno_text(errno));
+  return parse_header(fd.fd, path);
+}
+
+std::map<std::string, LoadedTensor> read_safetensors(const std::string& path,
+                                                     std::map<std::string, std::string>* metadata) {
+  Fd fd;
+  fd.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd.fd < 0) fail(path, "cannot open: " + errno_text(errno));
+  SafetensorsHeader h = parse_header(fd.fd, path);
   std::map<std::string, LoadedTensor> out;
   std::vector<uint16_t> half;
-  const uint64_t base = 8 + n;
-  for (const Entry& e : entries) {
+  const uint64_t base = h.data_start;
+  for (const auto& [name, e] : h.tensors) {
     LoadedTensor t;
     t.shape = e.shape;
     t.data.resize(size_t(e.numel));
@@ -357,10 +398,35 @@ std::map<std::string, LoadedTensor> read_safetensors(const std::string& path,
         }
       }
     }
-    out.emplace(e.name, std::move(t));
+    out.emplace(name, std::move(t));
   }
-  if (metadata) *metadata = std::move(md);
+  if (metadata) *metadata = std::move(h.metadata);
   return out;
+}
+
+// ---------------------------------------------------------------- mapping
+
+MappedSafetensors::MappedSafetensors(const std::string& path) : path_(path) {
+  Fd fd;
+  fd.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd.fd < 0) fail(path, "cannot open: " + errno_text(errno));
+  header_ = parse_header(fd.fd, path);
+  size_ = static_cast<size_t>(header_.file_size);
+  void* p = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd.fd, 0);
+  if (p == MAP_FAILED) fail(path, "cannot map: " + errno_text(errno));
+  base_ = static_cast<const char*>(p);
+}
+
+MappedSafetensors::~MappedSafetensors() {
+  if (base_) ::munmap(const_cast<char*>(base_), size_);
+}
+
+const char* MappedSafetensors::f32_bytes(const std::string& name) const {
+  auto it = header_.tensors.find(name);
+  if (it == header_.tensors.end()) fail(path_, "has no tensor '" + name + "'");
+  if (it->second.dtype != "F32")
+    fail(path_, "tensor '" + name + "' is " + it->second.dtype + ", not F32");
+  return base_ + header_.data_start + it->second.begin;
 }
 
 }  // namespace dyt::checkpoint

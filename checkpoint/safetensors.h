@@ -12,7 +12,9 @@
 // message names the file and the problem.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -41,6 +43,19 @@ struct TensorRef {
 void write_safetensors(const std::string& path, const std::vector<TensorRef>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 
+// The same, for tensors produced one at a time (export of a model larger
+// than one buffer): the header is written from `tensors`, then the data of
+// tensor i is source(i, scratch): a pointer to its prod(shape) floats, which
+// may be `scratch` filled by the source (emptied before each call).
+struct TensorSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+};
+using TensorSource = std::function<const float*(size_t i, std::vector<float>& scratch)>;
+void write_safetensors(const std::string& path, const std::vector<TensorSpec>& tensors,
+                       const TensorSource& source,
+                       const std::map<std::string, std::string>& metadata = {});
+
 struct LoadedTensor {
   std::vector<int64_t> shape;
   std::vector<float> data;
@@ -54,6 +69,47 @@ struct LoadedTensor {
 // out of range, overlapping, leaving gaps, or not matching shape x dtype size.
 std::map<std::string, LoadedTensor> read_safetensors(
     const std::string& path, std::map<std::string, std::string>* metadata = nullptr);
+
+// A file's header: each tensor's dtype, shape and byte range in the data
+// buffer, which starts at data_start. read_safetensors_header checks it as
+// read_safetensors does (offsets tile the buffer, sizes match the shapes, the
+// file is long enough), without reading any tensor.
+struct SafetensorsEntry {
+  std::string dtype;
+  std::vector<int64_t> shape;
+  int64_t numel = 0;
+  uint64_t begin = 0, end = 0;  // relative to data_start
+};
+struct SafetensorsHeader {
+  std::map<std::string, SafetensorsEntry> tensors;
+  std::map<std::string, std::string> metadata;
+  uint64_t data_start = 0, file_size = 0;
+};
+SafetensorsHeader read_safetensors_header(const std::string& path);
+
+// A safetensors file mapped read-only, its header checked as above: a reader
+// copies just the bytes it needs, and the pages it never touches are never
+// read (a rank loading its shard of a large checkpoint).
+class MappedSafetensors {
+ public:
+  explicit MappedSafetensors(const std::string& path);  // throws CheckpointError
+  ~MappedSafetensors();
+  MappedSafetensors(const MappedSafetensors&) = delete;
+  MappedSafetensors& operator=(const MappedSafetensors&) = delete;
+
+  const std::string& path() const { return path_; }
+  const SafetensorsHeader& header() const { return header_; }
+  // The first byte of F32 tensor `name` (little-endian floats, possibly
+  // unaligned: copy with memcpy). Throws CheckpointError naming the file
+  // when the tensor is absent or not F32.
+  const char* f32_bytes(const std::string& name) const;
+
+ private:
+  std::string path_;
+  SafetensorsHeader header_;
+  const char* base_ = nullptr;
+  size_t size_ = 0;
+};
 
 // Largest header the reader accepts (the reference implementation's limit).
 inline constexpr uint64_t kMaxSafetensorsHeaderBytes = 100'000'000;

@@ -388,10 +388,17 @@ std::vector<std::string> validate(const RunConfig& cfg) {
     if (h_ok && m.n_heads() % par.tp() != 0)
       p.push_back(tp + " does not divide model.n_heads = " + std::to_string(m.n_heads()) +
                   " (query heads are split over tp ranks)");
-    if (h_ok && kv_ok && kv_heads(m) % par.tp() != 0)
-      p.push_back(tp + " does not divide the KV heads = " + std::to_string(kv_heads(m)) +
+    // KV heads split over the ranks, or with fewer KV heads than ranks each
+    // replicated over tp / n_kv_heads ranks (docs/parallel.md).
+    const int64_t kv = h_ok && kv_ok ? kv_heads(m) : 0;
+    if (kv >= par.tp() && kv % par.tp() != 0)
+      p.push_back(tp + " does not divide the KV heads = " + std::to_string(kv) +
                   (m.has_n_kv_heads() ? " (model.n_kv_heads)" : " (model.n_heads)") +
-                  "; KV heads are split over tp ranks, not replicated");
+                  "; with at least as many KV heads as ranks they are split over tp ranks");
+    if (kv > 0 && kv < par.tp() && par.tp() % kv != 0)
+      p.push_back(tp + " is not a multiple of the KV heads = " + std::to_string(kv) +
+                  " (model.n_kv_heads); with fewer KV heads than ranks each is replicated over "
+                  "tp / n_kv_heads ranks");
     if (m.ffn_hidden() > 0 && m.ffn_hidden() % par.tp() != 0)
       p.push_back(tp + " does not divide model.ffn_hidden = " + std::to_string(m.ffn_hidden()) +
                   " (gate/up columns are split over tp ranks)");

@@ -91,6 +91,11 @@ class Backend {
   virtual Device device() const = 0;
   // For messages, e.g. "CPU (OpenBLAS, 2 threads)" or "CUDA NVIDIA H100 (sm_90)".
   virtual std::string describe() const = 0;
+  // The most memory this process has held for the run so far, in bytes: on
+  // the CPU the peak resident set (getrusage), on a GPU the high-water mark
+  // of the backend's own allocations (kernel workspaces, bounded and few,
+  // are not counted). For the progress line.
+  virtual int64_t peak_memory_bytes() const = 0;
 
   // ---- storage -------------------------------------------------------------------
   // Zero-filled. Throws std::runtime_error naming the size when it cannot.
@@ -114,8 +119,10 @@ class Backend {
   virtual void linear_backward_weight(const Tensor& dy, const Tensor& x, const Tensor& dw) = 0;
 
   // ---- embedding and its scale ---------------------------------------------------
-  // out[N,d] = table[tokens[n], :]; ids outside [0, V) throw (CPU) or are
-  // reported by the loader before they reach a device.
+  // out[N,d] = table[tokens[n], :]; kAbsentToken (a row on another
+  // tensor-parallel rank) gives a zero row and adds nothing in the backward;
+  // other ids outside [0, V) throw (CPU) or are reported by the loader
+  // before they reach a device.
   virtual void embedding_forward(const Tensor& tokens, const Tensor& table, const Tensor& out) = 0;
   // dtable[tokens[n], :] += dout[n, :], deterministic (no float atomics).
   virtual void embedding_backward(const Tensor& tokens, const Tensor& dout,
@@ -148,6 +155,14 @@ class Backend {
                                       const Tensor& dresidual, const Tensor& dsum,
                                       const NormParams& grads) = 0;
 
+  // ---- health of a DyT/DyISRU input (trainer/norm_health.h) --------------------------
+  // out [2] (F64) += (Σ x², #{i : |α·x_i| > threshold}) over x (F32, or BF16
+  // on the CUDA backend), α an F32 [1]. The product α·x is an fp32 multiply;
+  // Σ x² is summed exactly as sum_squares sums before it is added, so both
+  // backends give the same bits.
+  virtual void saturation_stats(const Tensor& x, const Tensor& alpha, float threshold,
+                                const Tensor& out) = 0;
+
   // ---- RoPE (rotate-half, θ), in place on x [B·T, H·hd] ---------------------------
   virtual void rope_forward(const Tensor& x, int64_t seq_len, int64_t heads, double theta) = 0;
   virtual void rope_backward(const Tensor& dx, int64_t seq_len, int64_t heads, double theta) = 0;
@@ -174,6 +189,21 @@ class Backend {
   // logits (no second copy of the logits exists).
   virtual void cross_entropy(const Tensor& logits, const Tensor& targets, float grad_scale,
                              const Tensor* dlogits, const Tensor& loss_sum) = 0;
+
+  // ---- vocab-parallel cross-entropy: two steps around the tp group's all-gather ------
+  // Each rank holds logits [N, V/tp] of its vocabulary slice and targets in
+  // its own ids (kAbsentToken when the target is another rank's).
+  // stats [N, 3] (F64) = per row: m = max_j l, s = Σ_j exp(l_j − m) (each exp
+  // in fp32 as cross_entropy does, summed in double) and l[target] (0 when
+  // absent). The ranks' rows combine as M = max m, S = Σ s·exp(m − M), loss =
+  // log S + M − Σ l[target] (trainer/vocab_parallel_loss.h).
+  virtual void cross_entropy_stats(const Tensor& logits, const Tensor& targets,
+                                   const Tensor& stats) = 0;
+  // In place: logits ← grad_scale·(exp(l − M)/S − onehot), with row [N, 2]
+  // (F64) = (M, S) of every rank's vocabulary; the target's entry, when it is
+  // here, in cross_entropy's form grad_scale·(exp(l_t − M − log S) − 1).
+  virtual void cross_entropy_grad(const Tensor& logits, const Tensor& targets, const Tensor& row,
+                                  float grad_scale) = 0;
 
   // ---- optimizer and the reductions around it ----------------------------------------
   // out[0] (F64) = Σ g² over the F32 tensor g, fixed order (trainer/grad_norm.h's

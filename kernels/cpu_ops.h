@@ -67,6 +67,10 @@ void dyisru_forward(const Tensor& x, const Tensor& alpha, const Tensor& gamma, c
 void dyisru_backward(const Tensor& x, const Tensor& alpha, const Tensor& gamma, const Tensor& dy,
                      Tensor& dx, Tensor& dalpha, Tensor& dgamma, Tensor* dbeta);
 
+// ---- A DyT/DyISRU input's health: (Σ x² as sum_squares sums it, #{|α·x| > threshold}) ----
+void saturation_stats(const Tensor& x, float alpha, float threshold, double* sum_sq,
+                      int64_t* saturated);
+
 // ---- RoPE, rotate-half, in place on x[B·T, H·hd] viewed as [B, T, H, hd] --------
 // For i < hd/2, angle = pos · theta^(−2i/hd), pos = row % seq_len:
 //   y[i] = x[i]·cos − x[i+hd/2]·sin,  y[i+hd/2] = x[i+hd/2]·cos + x[i]·sin.
@@ -109,6 +113,12 @@ double cross_entropy_forward(const Tensor& logits, const Tensor& targets);
 // Returns the same loss sum as the forward, so a training step needs one pass.
 double cross_entropy_backward(const Tensor& logits, const Tensor& targets, float grad_scale,
                               Tensor& dlogits);
+
+// Vocab-parallel halves (kernels/backend.h): per-row (max, Σ exp(l − max),
+// l[target] or 0 for kAbsentToken) into stats [N, 3] F64; and the gradient in
+// place from the global (max, sum) rows [N, 2] F64.
+void cross_entropy_stats(const Tensor& logits, const Tensor& targets, Tensor& stats);
+void cross_entropy_grad(Tensor& logits, const Tensor& targets, const Tensor& row, float grad_scale);
 
 // ---- Flat F32 buffers: the gradient norm and the optimizer -------------------------
 // Σ g[i]² in double over chunks of kernels::kSumSquaresChunk elements, each

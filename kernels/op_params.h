@@ -37,6 +37,11 @@ struct ParamSegment {
   bool decay = false;
 };
 
+// A token id that names a row on another tensor-parallel rank (the
+// vocab-parallel embedding and cross-entropy): its embedding row is zero, it
+// adds nothing to the table's gradient, and as a target it has no logit here.
+inline constexpr int32_t kAbsentToken = -1;
+
 // Elements per partial sum of sum_squares: part of the numerical contract of
 // the gradient norm (changing it changes the last bits of every norm).
 inline constexpr int64_t kSumSquaresChunk = int64_t{1} << 15;

@@ -23,33 +23,7 @@ std::string gib(int64_t bytes) {
   return buf;
 }
 
-// What sequence parallelism takes off one rank's arena, in bytes: the
-// norm-region tensors (residual stream entering every block and the final
-// norm, the norm outputs, x_mid, the embedding rows, the residual and
-// norm-output gradients, and RMSNorm's per-row rstd) hold T/tp rows instead
-// of T, as in Megatron's sequence parallelism. Everything else in the arena
-// is already sharded by heads, FFN columns or vocabulary.
-int64_t sp_saving(const trainer::ModelDims& d, int64_t rows, bool recompute, int64_t tp,
-                  int64_t act_size) {
-  const int64_t nd = rows * d.d;
-  const int64_t sets = recompute ? 1 : d.layers;
-  const int64_t embed = d.embed_scale ? nd : 0;
-  const int64_t act = (d.layers + 1) * nd + sets * 3 * nd + embed + nd /*final_a*/ +
-                      2 * nd /*dresid, dnorm*/ + embed /*dembed*/;
-  const int64_t rstd = d.norm == trainer::Norm::RMSNorm ? (2 * sets + 1) * rows : 0;
-  return (act - act / tp) * act_size + (rstd - rstd / tp) * 4;
-}
-
 }  // namespace
-
-trainer::ModelDims shard_dims(const trainer::ModelDims& dims, int64_t tp) {
-  trainer::ModelDims s = dims;
-  s.heads /= tp;
-  s.kv_heads /= tp;
-  s.ffn /= tp;
-  s.vocab /= tp;
-  return s;
-}
 
 MemoryPlan plan_memory(const config::RunConfig& cfg) {
   const trainer::ModelDims dims = trainer::model_dims(cfg.model());
@@ -63,30 +37,33 @@ MemoryPlan plan_memory(const config::RunConfig& cfg) {
 
   MemoryPlan p;
   p.parameters = layout.parameters();
-  for (const trainer::ParamEntry& e : layout.entries())
-    p.parameters_per_rank += e.split == Split::Replicated ? e.numel : e.numel / tp;
+  p.parameters_per_rank = trainer::ParamLayout(dims, {0, static_cast<int>(tp)}).parameters();
 
   // The rank's buffers are the ones a run of the shard dims allocates: the
   // same function the pre-run memory check calls (trainer/device_backend.h).
-  const trainer::ModelDims rank_dims = shard_dims(dims, tp);
+  const trainer::ModelDims rank_dims = trainer::shard_dims(dims, static_cast<int>(tp));
+  // The arena of this rank's split: under sequence parallelism the norm
+  // region holds rows/tp rows and three full-row buffers are added.
+  const trainer::ArenaSplit split{static_cast<int>(tp), cfg.parallel().sequence_parallel() && tp > 1};
   const trainer::MemoryNeed need =
-      trainer::memory_need(rank_dims, t.micro_batch(), t.seq_len(), false, dt);
+      trainer::memory_need(rank_dims, t.micro_batch(), t.seq_len(), false, dt, split);
   const trainer::MemoryNeed need_rc =
-      trainer::memory_need(rank_dims, t.micro_batch(), t.seq_len(), true, dt);
-  p.buffer_elements = trainer::ParamLayout(rank_dims).total();
+      trainer::memory_need(rank_dims, t.micro_batch(), t.seq_len(), true, dt, split);
+  p.buffer_elements = trainer::ParamLayout(dims, {0, static_cast<int>(tp)}).total();
   p.zero_shard = ceil_div(p.buffer_elements, dz);
   const int64_t n = p.buffer_elements;
   p.weight_bytes = n * act_size;
   p.grad_bytes = n * 4;
   p.master_bytes = bf16 ? p.zero_shard * 4 : 0;
   p.optimizer_bytes = p.zero_shard * 8;
+  // The trainer reduce-scatters the gradients into a chunk of its own
+  // before they go back into the gradient buffer (trainer/train_step.cc).
+  p.zero_staging_bytes = dz > 1 ? p.zero_shard * 4 : 0;
 
-  const bool sp = cfg.parallel().sequence_parallel() && tp > 1;
   const int64_t rows = t.micro_batch() * t.seq_len();
-  p.activation_bytes = need.activations - (sp ? sp_saving(rank_dims, rows, false, tp, act_size) : 0);
-  p.activation_recompute_bytes =
-      need_rc.activations - (sp ? sp_saving(rank_dims, rows, true, tp, act_size) : 0);
-  p.sp_gather_bytes = sp ? rows * dims.d * act_size : 0;
+  p.activation_bytes = need.activations;
+  p.activation_recompute_bytes = need_rc.activations;
+  p.sp_gather_bytes = split.sequence_parallel ? 3 * rows * dims.d * act_size : 0;
   p.workspace_bytes = need.workspaces;
   return p;
 }
@@ -118,8 +95,13 @@ CommPlan plan_comm(const config::RunConfig& cfg) {
     const size_t shard = static_cast<size_t>(mem.zero_shard);
     add("dp", "reduce-scatter of the fp32 gradients", Collective::reduce_scatter_sum,
         parallel::reduce_scatter_traffic(shard, 4, dp), 1);
-    add("dp", bf16 ? "all-gather of the updated bf16 weights" : "all-gather of the updated fp32 weights",
-        Collective::allgather, parallel::allgather_traffic(shard, act_size, dp), 1);
+    // fp32 under BF16 too: TrainStep gathers the master weights (the model
+    // reads its norm parameters from the fp32 master, and checkpoints the
+    // whole master) and rounds the BF16 copy locally. Gathering bf16 (half
+    // the bytes, as Megatron's distributed optimizer) needs the master kept
+    // as a shard and a 16-bit all-gather: docs/parallel.md, ZeRO-1.
+    add("dp", "all-gather of the updated fp32 master weights", Collective::allgather,
+        parallel::allgather_traffic(shard, 4, dp), 1);
     add("dp", "all-reduce of the shards' squared gradient norm (f64)", Collective::allreduce_sum,
         parallel::allreduce_traffic(1, 8, dp, 0), 1);
   } else {
@@ -161,8 +143,8 @@ CommPlan plan_comm(const config::RunConfig& cfg) {
       add("tp", "embedding forward: reduce-scatter", Collective::reduce_scatter_sum, rs, micro);
       add("tp", "embedding backward: all-gather of its output gradient", Collective::allgather, ag,
           micro);
-      add("tp", "LM head: all-gather of the final norm output (forward, backward)",
-          Collective::allgather, ag, 2 * micro);
+      add("tp", "LM head: all-gather of the final norm output (the backward reuses it)",
+          Collective::allgather, ag, micro);
       add("tp", "LM head backward: reduce-scatter of the final norm output's gradient",
           Collective::reduce_scatter_sum, rs, micro);
       // The norms see T/tp rows: their (replicated) parameters' gradients sum over tp.
@@ -173,8 +155,18 @@ CommPlan plan_comm(const config::RunConfig& cfg) {
       add("tp", "all-reduce of the replicated (norm) parameters' fp32 gradients",
           Collective::allreduce_sum, parallel::allreduce_traffic(replicated, 4, tp, 0), 1);
     }
-    add("tp", "vocab-parallel cross-entropy: 3 all-reduces of one fp32 per row (max, sum, target)",
-        Collective::allreduce_sum, parallel::allreduce_traffic(rows, 4, tp, 0), 3 * micro);
+    // The gradient norm's tp ranks' partials (trainer/norm_partition.h).
+    add("tp", "all-reduce of the owned blocks' squared gradient norm (f64)", Collective::allreduce_sum,
+        parallel::allreduce_traffic(1, 8, tp, 0), 1);
+    add("tp", "vocab-parallel cross-entropy: all-gather of (max, exp-sum, target logit) per row, f64",
+        Collective::allgather, parallel::allgather_traffic(3 * rows, 8, tp), micro);
+    // Fewer KV heads than ranks: the ranks sharing a KV head sum its k and v
+    // gradients once per step (trainer/tp_grad_sync.h).
+    if (dims.kv_heads < tp) {
+      const size_t kv = static_cast<size_t>(2 * L * dims.head_dim * dims.d);
+      add("tp-kv", "all-reduce of the replicated KV heads' k and v fp32 gradients",
+          Collective::allreduce_sum, parallel::allreduce_traffic(kv, 4, tp / static_cast<int>(dims.kv_heads), 0), 1);
+    }
   }
   return c;
 }
@@ -192,6 +184,7 @@ std::string plan_table(const config::RunConfig& cfg, const MemoryPlan& p, const 
   if (p.master_bytes) o << "  master weights      " << gib(p.master_bytes) << "\n";
   o << "  gradients           " << gib(p.grad_bytes) << "\n"
     << "  optimizer (AdamW)   " << gib(p.optimizer_bytes) << (par.zero1() ? "  (ZeRO-1)" : "") << "\n"
+    << (p.zero_staging_bytes ? "  ZeRO-1 grad chunk   " + gib(p.zero_staging_bytes) + "\n" : std::string())
     << "  activations         " << gib(p.activation_bytes) << "  (micro-batch " << t.micro_batch()
     << " x seq " << t.seq_len() << ")\n"
     << "  activations, recompute " << gib(p.activation_recompute_bytes) << "\n";
@@ -203,7 +196,7 @@ std::string plan_table(const config::RunConfig& cfg, const MemoryPlan& p, const 
   for (const CommLine& l : comm.lines)
     o << "  " << l.group << "  " << gib(static_cast<int64_t>(l.traffic.bytes_sent)) << "  "
       << l.traffic.calls << " calls  " << l.what << "\n";
-  for (const char* g : {"dp", "tp"}) {
+  for (const char* g : {"dp", "tp", "tp-kv"}) {
     const Traffic tr = comm.total(g);
     o << "  " << g << " total  " << gib(static_cast<int64_t>(tr.bytes_sent)) << "  " << tr.calls
       << " calls\n";
@@ -211,13 +204,15 @@ std::string plan_table(const config::RunConfig& cfg, const MemoryPlan& p, const 
   return o.str();
 }
 
-std::string plan_json(const config::RunConfig& cfg, const MemoryPlan& p, const CommPlan& comm) {
+std::string plan_json(const config::RunConfig& cfg, const MemoryPlan& p, const CommPlan& comm,
+                      const std::string& step_time) {
   std::ostringstream o;
   o << "{\"parameters\": " << p.parameters << ", \"parameters_per_rank\": " << p.parameters_per_rank
     << ", \"tp\": " << cfg.parallel().tp() << ", \"dp\": " << cfg.parallel().dp()
     << ", \"buffer_elements\": " << p.buffer_elements << ", \"zero_shard\": " << p.zero_shard
     << ", \"weight_bytes\": " << p.weight_bytes << ", \"master_weight_bytes\": " << p.master_bytes
     << ", \"gradient_bytes\": " << p.grad_bytes << ", \"optimizer_bytes\": " << p.optimizer_bytes
+    << ", \"zero_staging_bytes\": " << p.zero_staging_bytes
     << ", \"activation_bytes\": " << p.activation_bytes
     << ", \"activation_recompute_bytes\": " << p.activation_recompute_bytes
     << ", \"sp_gather_bytes\": " << p.sp_gather_bytes << ", \"workspace_bytes\": " << p.workspace_bytes
@@ -232,13 +227,15 @@ std::string plan_json(const config::RunConfig& cfg, const MemoryPlan& p, const C
   }
   o << "], \"comm_total\": {";
   bool first = true;
-  for (const char* g : {"dp", "tp"}) {
+  for (const char* g : {"dp", "tp", "tp-kv"}) {
     const Traffic tr = comm.total(g);
     o << (first ? "" : ", ") << "\"" << g << "\": {\"calls\": " << tr.calls
       << ", \"bytes_sent\": " << tr.bytes_sent << ", \"bytes_received\": " << tr.bytes_received << "}";
     first = false;
   }
-  o << "}}\n";
+  o << "}";
+  if (!step_time.empty()) o << ", \"step_time\": " << step_time;
+  o << "}\n";
   return o.str();
 }
 

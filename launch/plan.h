@@ -27,20 +27,22 @@ struct MemoryPlan {
   int64_t master_bytes = 0;         // fp32 master copy (BF16 only), ZeRO-1 sharded
   int64_t grad_bytes = 0;           // fp32 gradients (the full buffer: reduced before the shard)
   int64_t optimizer_bytes = 0;      // AdamW m and v, fp32, ZeRO-1 sharded over dp when on
+  int64_t zero_staging_bytes = 0;   // ZeRO-1 at dp > 1: the reduce-scatter's fp32 output chunk
   int64_t activation_bytes = 0;     // the activation arena for one micro-batch
   int64_t activation_recompute_bytes = 0;  // the same with block recomputation
-  int64_t sp_gather_bytes = 0;      // sequence parallelism's gathered norm output [N, d]
+  // Of the activations: sequence parallelism's three full-row [N, d] buffers
+  // (a gathered norm output, a row-parallel GEMM's partial output, the
+  // gathered residual gradient).
+  int64_t sp_gather_bytes = 0;
   int64_t workspace_bytes = 0;      // cuBLASLt's 32 MiB and the kernels' per-row workspaces
-  int64_t state_bytes() const { return weight_bytes + master_bytes + grad_bytes + optimizer_bytes; }
+  int64_t state_bytes() const {
+    return weight_bytes + master_bytes + grad_bytes + optimizer_bytes + zero_staging_bytes;
+  }
   int64_t total_bytes(bool recompute) const {
     return state_bytes() + (recompute ? activation_recompute_bytes : activation_bytes) +
-           sp_gather_bytes + workspace_bytes;
+           workspace_bytes;
   }
 };
-
-// One rank's shapes under tensor parallelism: heads, KV heads, FFN width and
-// vocabulary divided by tp (what ParamLayout and the arena see on that rank).
-trainer::ModelDims shard_dims(const trainer::ModelDims& dims, int64_t tp);
 
 MemoryPlan plan_memory(const config::RunConfig& cfg);
 
@@ -61,6 +63,8 @@ struct CommPlan {
 CommPlan plan_comm(const config::RunConfig& cfg);
 
 std::string plan_table(const config::RunConfig& cfg, const MemoryPlan& plan, const CommPlan& comm);
-std::string plan_json(const config::RunConfig& cfg, const MemoryPlan& plan, const CommPlan& comm);
+// `step_time`, when not empty, is a JSON value added as the field "step_time".
+std::string plan_json(const config::RunConfig& cfg, const MemoryPlan& plan, const CommPlan& comm,
+                      const std::string& step_time = "");
 
 }  // namespace dyt::launch

@@ -118,6 +118,7 @@ const char* status_name(RunStatus s) {
   switch (s) {
     case RunStatus::kFinished: return "finished";
     case RunStatus::kDiverged: return "diverged";
+    case RunStatus::kUnfinished: return "unfinished";
     default: return "failed";
   }
 }
@@ -140,10 +141,43 @@ RunResult read_result(const SweepPoint& point, int exit_code, const std::string&
       skipped = skipped || line.find("\"skipped\": true") != std::string::npos;
     }
   }
-  r.status = exit_code == 0 ? RunStatus::kFinished
+  r.status = exit_code < 0                  ? RunStatus::kUnfinished
+             : exit_code == 0              ? RunStatus::kFinished
              : (exit_code == 1 && skipped) ? RunStatus::kDiverged
                                            : RunStatus::kFailed;
   return r;
+}
+
+std::string read_sweep_spec(const std::string& out_dir) {
+  const std::string path = out_dir + "/" + kSpecFile;
+  std::ifstream in(path);
+  if (!in) throw config::ConfigError(path + ": cannot read it (is " + out_dir + " a dyt-sweep --out directory?)");
+  std::string spec;
+  std::getline(in, spec);
+  if (trim(spec).empty()) throw config::ConfigError(path + ": empty, expected the --sweep text");
+  return spec;
+}
+
+int read_exit_code(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return -1;
+  std::string text;
+  std::getline(in, text);
+  text = trim(text);
+  char* end = nullptr;
+  const long v = std::strtol(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || v < 0 || v > 255)
+    throw config::ConfigError(path + ": expected an exit code 0-255, got '" + text + "'");
+  return static_cast<int>(v);
+}
+
+std::vector<RunResult> collect_results(const std::string& out_dir, const std::vector<SweepPoint>& points) {
+  std::vector<RunResult> results;
+  for (const SweepPoint& p : points) {
+    const std::string dir = out_dir + "/" + p.name;
+    results.push_back(read_result(p, read_exit_code(dir + "/" + kExitCodeFile), dir + "/metrics.jsonl"));
+  }
+  return results;
 }
 
 std::string results_markdown(const std::vector<SweepAxis>& axes, std::vector<RunResult> results) {

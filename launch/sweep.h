@@ -26,7 +26,9 @@ struct SweepPoint {
 // Every combination, the first axis slowest.
 std::vector<SweepPoint> expand(const std::vector<SweepAxis>& axes);
 
-enum class RunStatus { kFinished, kDiverged, kFailed };
+// unfinished: no exit status recorded (still queued or running, cancelled,
+// or killed with its job).
+enum class RunStatus { kFinished, kDiverged, kFailed, kUnfinished };
 const char* status_name(RunStatus s);
 
 struct RunResult {
@@ -39,8 +41,26 @@ struct RunResult {
 };
 
 // How a run ended, from its exit code and metrics file: finished (exit 0),
-// diverged (exit 1 after steps skipped as non-finite), failed (otherwise).
+// diverged (exit 1 after steps skipped as non-finite), unfinished (exit code
+// < 0: none recorded), failed (otherwise).
 RunResult read_result(const SweepPoint& point, int exit_code, const std::string& metrics_path);
+
+// The files that make a sweep directory readable whichever launcher ran it:
+// OUT/sweep.spec holds the --sweep text (the runs are its expansion), and
+// each launcher writes OUT/<run>/exit_code when the run's dyt-train ends.
+inline constexpr const char* kSpecFile = "sweep.spec";
+inline constexpr const char* kExitCodeFile = "exit_code";
+
+// The --sweep text saved in out_dir; ConfigError naming the file when it is
+// missing (not a sweep directory) or empty.
+std::string read_sweep_spec(const std::string& out_dir);
+
+// The exit code in `path`, -1 when the file is absent; ConfigError naming the
+// file when it holds no integer.
+int read_exit_code(const std::string& path);
+
+// Every run's result from its directory under out_dir.
+std::vector<RunResult> collect_results(const std::string& out_dir, const std::vector<SweepPoint>& points);
 
 // The results as a Markdown table, best validation (else training) loss
 // first, diverged and failed runs last.

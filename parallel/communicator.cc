@@ -16,10 +16,10 @@ bool overlap(const void* a, size_t na, const void* b, size_t nb) {
   return na != 0 && nb != 0 && x < y + nb && y < x + na;
 }
 
-void check_buffer(const void* p, size_t n, const char* call, const char* arg) {
+void check_buffer(const void* p, size_t n, const char* call, const char* arg, const char* unit = "elements") {
   if (n != 0 && p == nullptr)
-    throw std::invalid_argument(std::string(call) + ": " + arg + " is null with " + std::to_string(n) +
-                                " elements");
+    throw std::invalid_argument(std::string(call) + ": " + arg + " is null with " + std::to_string(n) + " " +
+                                unit);
 }
 
 // size()·count_per_rank elements, refused when it does not fit a size_t.
@@ -41,6 +41,7 @@ const char* collective_name(Collective c) {
     case Collective::allgather: return "allgather";
     case Collective::allreduce_max: return "allreduce_max";
     case Collective::barrier: return "barrier";
+    case Collective::broadcast: return "broadcast";
   }
   return "?";
 }
@@ -91,6 +92,11 @@ Traffic allgather_traffic(size_t count_per_rank, size_t elem_bytes, int p) {
 
 Traffic allreduce_max_traffic(int p) { return both_ways(static_cast<uint64_t>(p - 1) * sizeof(int64_t)); }
 
+Traffic broadcast_traffic(size_t bytes, int p, int rank, int root) {
+  if (rank == root) return Traffic{1, static_cast<uint64_t>(p - 1) * bytes, 0};
+  return Traffic{1, 0, bytes};
+}
+
 void Communicator::count(Collective c, const Traffic& t) { stats_.kind[static_cast<int>(c)] += t; }
 
 template <class T>
@@ -140,6 +146,15 @@ int64_t Communicator::allreduce_max(int64_t value) {
 void Communicator::barrier() {
   do_barrier();
   count(Collective::barrier, Traffic{1, 0, 0});
+}
+
+void Communicator::broadcast(void* data, size_t bytes, int root) {
+  check_buffer(data, bytes, "broadcast", "data", "bytes");
+  if (root < 0 || root >= size())
+    throw std::invalid_argument("broadcast: root " + std::to_string(root) + " is not a rank of this group of " +
+                                std::to_string(size()));
+  do_broadcast(data, bytes, root);
+  count(Collective::broadcast, broadcast_traffic(bytes, size(), rank(), root));
 }
 
 void LocalCommunicator::abort(int code) { std::exit(code); }

@@ -1,4 +1,6 @@
-// Collective operations over the ranks of a group, for host buffers.
+// Collective operations over the ranks of a group. The buffers are host
+// memory for every backend whose device_buffers() is false (MPI, the single
+// process); the NCCL backend (nccl_communicator.h) takes device pointers.
 //
 // Every reduction here is deterministic: the result has the same bits on
 // every rank and depends only on the inputs and the group size, never on
@@ -21,8 +23,8 @@
 
 namespace dyt::parallel {
 
-enum class Collective : int { allreduce_sum, reduce_scatter_sum, allgather, allreduce_max, barrier };
-inline constexpr int kCollectiveKinds = 5;
+enum class Collective : int { allreduce_sum, reduce_scatter_sum, allgather, allreduce_max, barrier, broadcast };
+inline constexpr int kCollectiveKinds = 6;
 const char* collective_name(Collective c);
 
 // What this rank sent to and received from the other ranks of its group.
@@ -55,10 +57,14 @@ struct CommStats {
 //    always 2·(p−1)·n.
 //  - all-reduce of the max of one int64: (p−1)·8 bytes each way.
 //  - barrier: no bytes.
+//  - broadcast of b bytes from root: the root sends (p−1)·b and receives
+//    nothing; every other rank receives b and sends nothing (the one
+//    collective whose sent and received differ).
 Traffic allreduce_traffic(size_t n, size_t elem_bytes, int p, int rank);
 Traffic reduce_scatter_traffic(size_t count_per_rank, size_t elem_bytes, int p);
 Traffic allgather_traffic(size_t count_per_rank, size_t elem_bytes, int p);
 Traffic allreduce_max_traffic(int p);
+Traffic broadcast_traffic(size_t bytes, int p, int rank, int root);
 
 // The public collectives check their arguments (std::invalid_argument
 // naming the call and the argument), run the backend's do_* and count the
@@ -69,6 +75,11 @@ class Communicator {
   virtual ~Communicator() = default;
   virtual int rank() const = 0;
   virtual int size() const = 0;
+  // True when the buffers of the float/double collectives and broadcast are
+  // device memory (NCCL), false when they are host memory. The trainer asks
+  // this to pass its device buffers directly instead of staging through the
+  // host.
+  virtual bool device_buffers() const { return false; }
 
   // data[i] ← Σ over ranks of data[i], in rank order, on every rank.
   void allreduce_sum(float* data, size_t n);
@@ -85,6 +96,11 @@ class Communicator {
   // The largest `value` over the ranks (e.g. "has any rank been asked to stop").
   int64_t allreduce_max(int64_t value);
   void barrier();
+  // The `bytes` bytes at data on rank `root` are copied to data on every
+  // rank (e.g. an NCCL id made on one rank). Every rank passes the same
+  // bytes and root; a root outside [0, size()) is refused
+  // (std::invalid_argument naming it and the group size).
+  void broadcast(void* data, size_t bytes, int root);
   // Ends every rank of the job with `code` (after an error on one rank,
   // which would otherwise leave the others waiting in a collective).
   [[noreturn]] virtual void abort(int code) = 0;
@@ -110,6 +126,7 @@ class Communicator {
   virtual void do_allgather(const double* in, double* out, size_t count_per_rank) = 0;
   virtual int64_t do_allreduce_max(int64_t value) = 0;
   virtual void do_barrier() = 0;
+  virtual void do_broadcast(void* data, size_t bytes, int root) = 0;
 
  private:
   template <class T>
@@ -140,6 +157,7 @@ class LocalCommunicator final : public Communicator {
   void do_allgather(const double* in, double* out, size_t count) override;
   int64_t do_allreduce_max(int64_t value) override { return value; }
   void do_barrier() override {}
+  void do_broadcast(void*, size_t, int) override {}
 };
 
 }  // namespace dyt::parallel

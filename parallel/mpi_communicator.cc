@@ -178,6 +178,14 @@ int64_t MpiCommunicator::do_allreduce_max(int64_t value) {
 
 void MpiCommunicator::do_barrier() { check(MPI_Barrier(comm_), "MPI_Barrier"); }
 
+// In pieces of at most 1 GiB, so every count fits an MPI int.
+void MpiCommunicator::do_broadcast(void* data, size_t bytes, int root) {
+  constexpr size_t kPiece = size_t{1} << 30;
+  auto* b = static_cast<unsigned char*>(data);
+  for (size_t at = 0; at < bytes; at += kPiece)
+    check(MPI_Bcast(b + at, static_cast<int>(std::min(kPiece, bytes - at)), MPI_BYTE, root, comm_), "MPI_Bcast");
+}
+
 void MpiCommunicator::abort(int code) {
   MPI_Abort(MPI_COMM_WORLD, code);
   std::exit(code);  // MPI_Abort does not return; this keeps [[noreturn]] honest

@@ -62,6 +62,7 @@ class MpiCommunicator final : public Communicator {
   void do_allgather(const double* in, double* out, size_t count_per_rank) override;
   int64_t do_allreduce_max(int64_t value) override;
   void do_barrier() override;
+  void do_broadcast(void* data, size_t bytes, int root) override;
 
  private:
   MpiCommunicator(MPI_Comm comm, size_t segment);

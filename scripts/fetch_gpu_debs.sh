@@ -5,7 +5,10 @@
 # them into a private prefix there and build everything: protobuf (+ protoc),
 # GoogleTest, OpenBLAS (OpenMP build), SentencePiece and Open MPI (the last
 # is REQUIRED by parallel/CMakeLists.txt; only its library and headers come,
-# no mpirun: the GPU tests run single-process).
+# no mpirun: the GPU tests run single-process). NCCL is not among them: the
+# build finds it in the CUDA toolkit (as on this machine) or in the
+# nvidia-nccl-cu13 wheel the GPU machine's PyTorch ships (header and
+# libnccl.so.2; cmake/DytNccl.cmake).
 #
 #   scripts/fetch_gpu_debs.sh [DIR]     # DIR defaults to .gpu-debs (git-ignored)
 #

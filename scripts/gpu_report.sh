@@ -12,12 +12,16 @@
 # [".gpu-debs"]): unpacks them into $build/deps (scripts/gpu_deps_env.sh;
 # nothing goes under /), configures the MAIN project against that prefix
 # (-DDYT_CUDA_EMULATION=OFF, sm_90) and builds only the CUDA targets: the
-# GPU test programs (test_*cuda*, not emulated), dyt-bench-norms-cuda and
-# dyt-bench-step-cuda. Then, each stage cut by `timeout` and by a deadline
+# GPU test programs (test_*cuda*, not emulated; test_parallel_nccl_cuda, the
+# NCCL communicator on one GPU, among them when NCCL is found: in
+# $DYT_NCCL_ROOT if set, else the CUDA toolkit's, else the nvidia-nccl wheel
+# of python3's PyTorch; the log says which, or that it is off), dyt-bench-norms-cuda
+# and dyt-bench-step-cuda. Then, each stage cut by `timeout` and by a deadline
 # for the whole script ($DYT_GPU_BUDGET_S, default 560 s from its start;
 # a stage is skipped, and says so, when too little is left):
-#   1. the GPU tests: ctest -R 'kernels\.cuda\.|\.cuda\.' (the kernels and
-#      the whole-model parity test model.cuda.*), 90 s
+#   1. the GPU tests: ctest -R 'kernels\.cuda\.|\.cuda\.' (the kernels,
+#      the whole-model parity test model.cuda.* and the NCCL communicator
+#      parallel.cuda.nccl.*), 90 s
 #   2. dyt-bench-step-cuda: the LLaMA-7B-shaped step at as many layers as fit
 #      (tokens/s, MFU, breakdown by op family, DyT's share), 120 s
 #   3. bench/torch_step_peer.py at the same layer count (torch.compile per
@@ -42,7 +46,8 @@
 #
 # STANDALONE (no debs carried; the fallback): builds kernels/cuda/standalone
 # (no protobuf/OpenBLAS/SentencePiece/GoogleTest/MPI needed), runs the kernel
-# tests, benchmarks the norm kernels next to PyTorch (bench_norms_torch.py,
+# tests (not the NCCL communicator's: it needs the main build's MPI),
+# benchmarks the norm kernels next to PyTorch (bench_norms_torch.py,
 # eager and torch.compile, $DYT_TORCH_TIMEOUT_S default 420 s) and writes
 # env.txt, build.log, sass.txt, tests.log, bench.log, bench_cuda.json,
 # bench_torch.json, report.md. No whole step: that needs the main build.
@@ -110,6 +115,7 @@ status=0
 # ============================ standalone (fallback) ============================
 if [ "$mode" = standalone ]; then
   say "no .deb files in $debs: standalone kernels build into $build (no whole step)"
+  say "the NCCL communicator test (parallel.cuda.nccl.*) needs the full build (MPI from the debs): not run"
   start=$(date +%s)
   if ! { cmake -S "$root/kernels/cuda/standalone" -B "$build" "${generator[@]}" \
            -DCMAKE_BUILD_TYPE=Release -DDYT_CUDA_PTXAS_VERBOSE=ON -DDYT_CUDA_EMULATION=OFF &&
@@ -184,11 +190,12 @@ cfg_rc=0
     dyt_deps_env "$debs" "$build/deps" &&
     echo "== configure" &&
     cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DDYT_CUDA_EMULATION=OFF \
-      -DCMAKE_CUDA_ARCHITECTURES=90 -DDYT_CUDA_PTXAS_VERBOSE=ON "${DYT_DEPS_CMAKE_ARGS[@]}"
+      -DCMAKE_CUDA_ARCHITECTURES=90 -DDYT_CUDA_PTXAS_VERBOSE=ON "${DYT_DEPS_CMAKE_ARGS[@]}" \
+      ${DYT_NCCL_ROOT:+-DDYT_NCCL_ROOT="$DYT_NCCL_ROOT"}
 } >"$out/build.log" 2>&1 || cfg_rc=1
 {
-  echo "== what CMake found (all but the CUDA compiler should lie under $build/deps)"
-  grep -E "^(Protobuf_INCLUDE_DIR|Protobuf_LIBRARY_RELEASE|Protobuf_PROTOC_EXECUTABLE|GTest_DIR|DYT_OPENBLAS_OPENMP|MPI_CXX_HEADER_DIR|MPI_mpi_LIBRARY|pkgcfg_lib_SENTENCEPIECE_sentencepiece|CMAKE_CUDA_COMPILER)[:=]" \
+  echo "== what CMake found (all but the CUDA compiler and NCCL should lie under $build/deps)"
+  grep -E "^(Protobuf_INCLUDE_DIR|Protobuf_LIBRARY_RELEASE|Protobuf_PROTOC_EXECUTABLE|GTest_DIR|DYT_OPENBLAS_OPENMP|MPI_CXX_HEADER_DIR|MPI_mpi_LIBRARY|pkgcfg_lib_SENTENCEPIECE_sentencepiece|CMAKE_CUDA_COMPILER|DYT_NCCL_INCLUDE_DIR|DYT_NCCL_LIBRARY)[:=]" \
     "$build/CMakeCache.txt"
 } >>"$out/build.log" 2>&1
 if [ $cfg_rc -ne 0 ]; then
@@ -202,6 +209,11 @@ mapfile -t targets < <(cmake --build "$build" --target help 2>/dev/null |
   sed -E 's/^\.\.\. //; s/: .*$//' | grep -E '^(test_[A-Za-z0-9_]*cuda[A-Za-z0-9_]*|test_cublaslt_real|dyt-bench-[a-z-]*-cuda)$' |
   grep -v '_emu' | sort -u)
 say "configured in $(($(date +%s) - start)) s; building ${#targets[@]} targets: ${targets[*]}"
+if printf '%s\n' "${targets[@]}" | grep -qx test_parallel_nccl_cuda; then
+  say "NCCL: $(grep -m1 'dyt-train: NCCL' "$out/build.log" | sed 's/^-- //')"
+else
+  say "NCCL OFF: $(grep -m1 'dyt-train: NCCL' "$out/build.log" | sed 's/^-- //'): the NCCL communicator test is not built (DYT_NCCL_ROOT=DIR with include/nccl.h and lib/libnccl.so* turns it on)"
+fi
 echo "== targets: ${targets[*]}" >>"$out/build.log"
 if t=$(tbox 330 60); then
   targs=()

@@ -1,6 +1,7 @@
 #include "trainer/device_backend.h"
 
 #include <cstdio>
+#include <cstdlib>
 
 #include "kernels/cpu/cpu_backend.h"
 #include "trainer/activation_arena.h"
@@ -19,6 +20,19 @@ std::string gib(int64_t bytes) {
   return buf;
 }
 
+// This rank's index among the ranks of its node, as the launcher tells it
+// (Open MPI, Slurm, MPICH/Intel MPI, torchrun's convention), or -1 when none
+// does (one process: the current GPU). Rank i of a node drives GPU i.
+[[maybe_unused]] int local_rank() {
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID", "LOCAL_RANK"})
+    if (const char* v = std::getenv(name)) {
+      char* end = nullptr;
+      const long r = std::strtol(v, &end, 10);
+      if (end != v && *end == '\0' && r >= 0 && r < 1 << 20) return static_cast<int>(r);
+    }
+  return -1;
+}
+
 // What the CUDA kernels support, checked against the model before any work.
 [[maybe_unused]] void check_cuda_shapes(const config::RunConfig& cfg) {
   const ModelDims d = model_dims(cfg.model());
@@ -33,11 +47,16 @@ std::string gib(int64_t bytes) {
 #ifdef DYT_HAVE_CUDA_BACKEND
 std::unique_ptr<kernels::Backend> make_cuda(const config::RunConfig& cfg) {
   check_cuda_shapes(cfg);
+  const int device = local_rank();
   cuda::DeviceInfo info;
   try {
-    info = cuda::device_info();
+    info = cuda::device_info(device);
   } catch (const cuda::NoDeviceError& e) {
     throw config::ConfigError(std::string("train.device: CUDA, but ") + e.what() +
+                              (device >= 0 ? " (this rank's node-local index is " +
+                                                 std::to_string(device) +
+                                                 ": start one rank per GPU of each node)"
+                                           : std::string()) +
                               "; set train.device=CPU to train on the CPU");
   }
   const MemoryNeed need = memory_need(cfg);
@@ -48,7 +67,7 @@ std::unique_ptr<kernels::Backend> make_cuda(const config::RunConfig& cfg) {
         gib(static_cast<int64_t>(info.total_bytes)) +
         "; lower train.micro_batch (more micro-batches per step), set train.recompute=true, or "
         "use more ranks");
-  return cuda::make_cuda_backend();
+  return cuda::make_cuda_backend(device);
 }
 #endif
 
@@ -62,17 +81,19 @@ std::string MemoryNeed::describe() const {
 
 MemoryNeed memory_need(const config::RunConfig& cfg) {
   const config::TrainConfig& t = cfg.train();
-  return memory_need(model_dims(cfg.model()), t.micro_batch(), t.seq_len(), t.recompute(),
-                     compute_dtype(t));
+  const int tp = static_cast<int>(cfg.parallel().tp());
+  return memory_need(shard_dims(model_dims(cfg.model()), tp), t.micro_batch(), t.seq_len(),
+                     t.recompute(), compute_dtype(t),
+                     ArenaSplit{tp, cfg.parallel().sequence_parallel()});
 }
 
 MemoryNeed memory_need(const ModelDims& dims, int64_t micro_batch, int64_t seq_len, bool recompute,
-                       kernels::DType dt) {
+                       kernels::DType dt, ArenaSplit split) {
   const int64_t n = ParamLayout(dims).total();
   MemoryNeed m;
   m.parameters = n * (4 + 4 + (dt == kernels::DType::BF16 ? 2 : 0));
   m.optimizer = n * 8;
-  m.activations = ActivationArena::bytes_needed(dims, micro_batch, seq_len, recompute, dt);
+  m.activations = ActivationArena::bytes_needed(dims, micro_batch, seq_len, recompute, dt, split);
   // cuBLASLt's 32 MiB, and the norm/attention/loss workspaces: each at most
   // a few floats per row of one micro-batch, bounded here by 64 per row.
   const int64_t rows = micro_batch * seq_len;

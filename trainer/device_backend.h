@@ -11,6 +11,7 @@
 
 #include "configs/config.h"
 #include "kernels/backend.h"
+#include "trainer/activation_arena.h"
 #include "trainer/model_dims.h"
 
 namespace dyt::trainer {
@@ -35,6 +36,6 @@ MemoryNeed memory_need(const config::RunConfig& cfg);
 // The same for one rank's shapes (the planner passes tensor-parallel shard
 // dims), so the check before a run and dyt-plan share one formula.
 MemoryNeed memory_need(const ModelDims& dims, int64_t micro_batch, int64_t seq_len, bool recompute,
-                       kernels::DType dt);
+                       kernels::DType dt, ArenaSplit split = {});
 
 }  // namespace dyt::trainer

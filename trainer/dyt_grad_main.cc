@@ -1,6 +1,8 @@
 // dyt-grad: one forward and backward of the model on the first B·T+1 tokens of
 // a shard, writing weights, gradients, loss and config for comparison with a
-// reference implementation (tests/reference/check_parity.py).
+// reference implementation (tests/reference/check_parity.py); with --logits
+// also the forward's logits, with --export DIR the weights as a Hugging Face
+// directory (tests/reference/check_hf.py loads it in transformers).
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -10,6 +12,7 @@
 #include "configs/cli.h"
 #include "configs/config.h"
 #include "trainer/data/token_shard.h"
+#include "trainer/hf_model.h"
 #include "trainer/model_instance.h"
 #include "trainer/named_tensors.h"
 #include "trainer/program.h"
@@ -32,7 +35,7 @@ int64_t positive_int(const config::CliArgs& args, const std::string& name) {
 
 int run(int argc, char** argv) {
   const config::CliArgs args =
-      config::parse_cli(argc, argv, {"tokens", "batch", "seq", "out", "weights", "seed"}, {});
+      config::parse_cli(argc, argv, {"tokens", "batch", "seq", "out", "weights", "seed", "export"}, {"logits"});
   if (args.config_path.empty()) throw config::ConfigError("missing required option --config");
   for (const char* required : {"tokens", "out"})
     if (!args.options.count(required))
@@ -66,11 +69,19 @@ int run(int argc, char** argv) {
   } else {
     model.init(seed);
   }
+  const std::filesystem::path out = args.options.at("out");
+  std::filesystem::create_directories(out);
+  if (config::has_flag(args, "logits")) {
+    // A forward of its own: the backward overwrites the logits with their gradient.
+    model.forward(window.data(), window.data() + 1);
+    std::vector<float> logits(static_cast<size_t>(n * cfg.model().vocab_size()));
+    model.backend().download(model.acts().logits, logits.data());
+    checkpoint::write_safetensors((out / "logits.safetensors").string(),
+                                  {{"logits", {batch, seq, cfg.model().vocab_size()}, logits.data()}});
+  }
   model.params().zero_grads();
   const double loss = model.forward_backward(window.data(), window.data() + 1, 1.0f / n) / n;
 
-  const std::filesystem::path out = args.options.at("out");
-  std::filesystem::create_directories(out);
   const std::vector<float> weights = model.params().master_to_host();
   const std::vector<float> grads = model.params().grads_to_host();
   checkpoint::write_safetensors((out / "weights.safetensors").string(),
@@ -81,6 +92,15 @@ int run(int argc, char** argv) {
   std::snprintf(buf, sizeof buf, "{\"loss\": %.17g}\n", loss);
   trainer::write_text_file((out / "loss.json").string(), buf);
   trainer::write_text_file((out / "config.json").string(), trainer::hf_config_json(model.dims()));
+  trainer::write_hf_sources(out.string(), model.dims());  // so AutoConfig reads config.json
+  if (args.options.count("export")) {
+    const trainer::ParamLayout& layout = model.layout();
+    trainer::write_hf_model(args.options.at("export"), model.dims(),
+                            [&](const std::string& name, std::vector<float>& t) {
+                              const trainer::ParamEntry& e = *layout.find(name);
+                              t.assign(weights.begin() + e.offset, weights.begin() + e.offset + e.numel);
+                            });
+  }
   std::printf("loss %.9f (%lld tokens), wrote %s\n", loss, static_cast<long long>(n),
               out.string().c_str());
   return 0;

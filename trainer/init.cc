@@ -41,10 +41,17 @@ void init_parameters(const ParamLayout& layout, const config::ModelConfig& model
     switch (e.kind) {
       case ParamKind::Matrix:
       case ParamKind::Embedding: {
+        // Each element draws from its index in the global tensor, so a
+        // tensor-parallel block holds exactly its slice of the tp = 1 values.
         const uint64_t key = splitmix64(seed) ^ fnv1a(e.name);
+        const int64_t cols = e.shape.back(), global_cols = e.global_shape.back();
+        const int64_t row0 = e.shard.split_dim == 0 ? e.shard.start : 0;
+        const int64_t col0 = e.shard.split_dim == 1 ? e.shard.start : 0;
 #pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < e.numel; ++i)
-          p[i] = static_cast<float>(std_dev * counter_normal(key, static_cast<uint64_t>(i)));
+        for (int64_t i = 0; i < e.numel; ++i) {
+          const int64_t global = (row0 + i / cols) * global_cols + col0 + i % cols;
+          p[i] = static_cast<float>(std_dev * counter_normal(key, static_cast<uint64_t>(global)));
+        }
         break;
       }
       case ParamKind::NormWeight:

@@ -78,7 +78,25 @@ void MetricsLog::log_step(const StepMetrics& m) {
                   ", \"skipped\": " + (m.skipped ? "true" : "false") + ", \"alpha\": {";
   for (size_t i = 0; i < m.alphas.size(); ++i)
     s += (i ? ", \"" : "\"") + m.alphas[i].first + "\": " + json_number(m.alphas[i].second);
-  write_line(s + "}}");
+  s += "}";
+  if (!m.comm_bytes.empty()) {
+    s += ", \"comm_bytes\": {";
+    for (size_t i = 0; i < m.comm_bytes.size(); ++i)
+      s += (i ? ", \"" : "\"") + m.comm_bytes[i].first + "\": " + std::to_string(m.comm_bytes[i].second);
+    s += "}";
+  }
+  if (m.peak_memory_bytes > 0) s += ", \"peak_memory_bytes\": " + std::to_string(m.peak_memory_bytes);
+  if (m.mfu >= 0) s += ", \"mfu\": " + json_number(m.mfu);
+  if (!m.norm_health.empty()) {
+    std::string sat = ", \"saturation\": {", rms = ", \"input_rms\": {";
+    for (size_t i = 0; i < m.norm_health.size(); ++i) {
+      const NormHealth& h = m.norm_health[i];
+      sat += (i ? ", \"" : "\"") + h.name + "\": " + json_number(h.saturated);
+      rms += (i ? ", \"" : "\"") + h.name + "\": " + json_number(h.input_rms);
+    }
+    s += sat + "}" + rms + "}";
+  }
+  write_line(s + "}");
 }
 
 void MetricsLog::log_eval(int64_t step, double val_loss) {
@@ -94,7 +112,17 @@ std::string progress_line(const StepMetrics& m, int64_t total_steps, double eta_
                 m.grad_norm, m.tokens_per_s / 1000.0, static_cast<long long>(eta / 60),
                 static_cast<long long>(eta % 60),
                 m.skipped ? " | SKIPPED (non-finite)" : "");
-  return buf;
+  std::string line = buf;
+  if (m.mfu >= 0) {
+    std::snprintf(buf, sizeof buf, " | mfu %.1f%%", 100.0 * m.mfu);
+    line += buf;
+  }
+  if (m.peak_memory_bytes > 0) {
+    std::snprintf(buf, sizeof buf, " | mem %.2f GiB", static_cast<double>(m.peak_memory_bytes) / (1 << 30));
+    line += buf;
+  }
+  const std::string warning = saturation_warning(m.norm_health);
+  return warning.empty() ? line : line + " | WARNING " + warning;
 }
 
 }  // namespace dyt::trainer

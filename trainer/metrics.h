@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "trainer/norm_health.h"
+
 namespace dyt::trainer {
 
 struct StepMetrics {
@@ -19,6 +21,18 @@ struct StepMetrics {
   int64_t skipped_steps = 0; // total non-finite steps skipped so far
   bool skipped = false;      // this step's update was skipped
   std::vector<std::pair<std::string, float>> alphas;  // every DyT/DyISRU α by name
+  // Bytes this rank sent in the step, per group of more than one rank ("dp",
+  // "tp", "tp-kv"), by the communicator's counting convention: what dyt-plan
+  // predicts for rank 0 (docs/parallel.md).
+  std::vector<std::pair<std::string, uint64_t>> comm_bytes;
+  // Per DyT/DyISRU norm, on probed (logging) steps only: the fraction of its
+  // input with |α·x| > 3 and the input's RMS (trainer/norm_health.h).
+  std::vector<NormHealth> norm_health;
+  // Model FLOPs utilization per GPU (trainer/throughput.h; PaLM's count over
+  // the GPU's dense peak), or < 0 where there is no known peak (the CPU).
+  double mfu = -1;
+  // The most memory this rank's process has held (Backend::peak_memory_bytes).
+  int64_t peak_memory_bytes = 0;
 };
 
 class MetricsLog {

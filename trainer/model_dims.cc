@@ -20,6 +20,9 @@ ModelDims model_dims(const config::ModelConfig& m) {
   d.embed_scale = config::embed_scale_on(m);
   d.norm_eps = m.norm_eps();
   d.rope_theta = m.rope_theta();
+  d.max_seq_len = m.max_seq_len();
+  d.init_std = m.init_std();
+  d.alpha0 = config::resolve_alpha(m);
   return d;
 }
 

@@ -23,6 +23,9 @@ struct ModelDims {
   bool embed_scale = false; // learnable scalar on the embedding output
   double norm_eps = 1e-5;
   double rope_theta = 10000.0;
+  int64_t max_seq_len = 4096;  // longest sequence (Hugging Face's max_position_embeddings)
+  double init_std = 0.02;      // weight matrices' init (initializer_range)
+  config::AlphaInitValues alpha0{1.0, 1.0, 1.0};  // α₀ per norm slot, resolved
 
   int64_t q_dim() const { return heads * head_dim; }
   int64_t kv_dim() const { return kv_heads * head_dim; }

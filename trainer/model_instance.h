@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "configs/config.h"
 #include "kernels/backend.h"
@@ -21,14 +22,20 @@ class ModelInstance {
  public:
   // Micro-batches of `batch` sequences of `seq_len`; compute_dtype F32, or
   // BF16 (working copy and activations) on a backend that has it.
+  // Under tensor parallelism (tp.group) this is one rank's part of the
+  // model: every rank of the group calls every method with the same ids.
+  // shard_dp > 1: the master and gradient buffers are padded to
+  // shard_dp · dp_chunk(total, shard_dp) elements for ZeRO-1's collectives.
   ModelInstance(const config::ModelConfig& config, int64_t batch, int64_t seq_len, bool recompute,
                 kernels::Backend& backend = kernels::cpu_backend(),
-                kernels::DType compute_dtype = kernels::DType::F32);
+                kernels::DType compute_dtype = kernels::DType::F32, TensorParallel tp = {},
+                int shard_dp = 1);
   ModelInstance(const ModelInstance&) = delete;
   ModelInstance& operator=(const ModelInstance&) = delete;
 
   const config::ModelConfig& config() const { return config_; }
   const ModelDims& dims() const { return dims_; }
+  const TensorParallel& tensor_parallel() const { return tp_; }
   const ParamLayout& layout() const { return layout_; }
   ParamStore& params() { return params_; }
   const ParamStore& params() const { return params_; }
@@ -37,7 +44,8 @@ class ModelInstance {
   int64_t batch() const { return acts_.batch(); }
   int64_t seq_len() const { return acts_.seq_len(); }
 
-  // Parameters drawn as trainer/init.h does (on the host), then uploaded.
+  // Parameters drawn as trainer/init.h does (on the host; this rank's
+  // blocks of the tp = 1 values), then uploaded.
   void init(uint64_t seed);
 
   // tokens and targets are host arrays of batch · seq_len ids in [0, vocab).
@@ -49,13 +57,28 @@ class ModelInstance {
   // The same, leaving the loss in acts().loss_sum (no sync): the step loop's call.
   void accumulate(const int32_t* tokens, const int32_t* targets, float grad_scale);
 
+  // From probe_norms(true) (which zeroes the sums) to probe_norms(false),
+  // every forward also adds up each DyT/DyISRU input's saturation statistics
+  // (Model::set_norm_probe; nothing without such norms); norm_probe() reads
+  // them: (Σ x², count of |α·x| > 3) per norm slot of trainer/norm_health.h,
+  // over this rank's rows.
+  void probe_norms(bool on);
+  std::vector<double> norm_probe() const;
+
  private:
+  // Uploads the ids, mapped to this rank's vocabulary slice under tp.
+  void set_batch(const int32_t* tokens, const int32_t* targets);
+
   config::ModelConfig config_;
   ModelDims dims_;
+  TensorParallel tp_;
+  std::vector<int32_t> local_tokens_, local_targets_;
   ParamLayout layout_;
   ParamStore params_;
   ActivationArena acts_;
   Model model_;
+  kernels::Buffer norm_probe_;  // F64 [2 · norm slots], for DyT/DyISRU models
+  kernels::Tensor norm_probe_view_;  // all of it: what the model writes into
 };
 
 }  // namespace dyt::trainer

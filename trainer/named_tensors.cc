@@ -3,7 +3,6 @@
 #include "common/shape_text.h"
 
 #include <algorithm>
-#include <sstream>
 
 namespace dyt::trainer {
 
@@ -31,29 +30,6 @@ void load_named(const ParamLayout& layout,
       throw checkpoint::CheckpointError(source + ": tensor " + name +
                                         " is not part of this model (check the config's norm, "
                                         "norm_bias and embed_scale)");
-}
-
-std::string hf_config_json(const ModelDims& d) {
-  std::ostringstream o;
-  o.precision(10);
-  o << "{\n"
-    << "  \"architectures\": [\"LlamaForCausalLM\"],\n"
-    << "  \"model_type\": \"llama\",\n"
-    << "  \"hidden_size\": " << d.d << ",\n"
-    << "  \"intermediate_size\": " << d.ffn << ",\n"
-    << "  \"num_attention_heads\": " << d.heads << ",\n"
-    << "  \"num_key_value_heads\": " << d.kv_heads << ",\n"
-    << "  \"num_hidden_layers\": " << d.layers << ",\n"
-    << "  \"vocab_size\": " << d.vocab << ",\n"
-    << "  \"rope_theta\": " << d.rope_theta << ",\n"
-    << "  \"rms_norm_eps\": " << d.norm_eps << ",\n"
-    << "  \"hidden_act\": \"silu\",\n"
-    << "  \"tie_word_embeddings\": false,\n"
-    << "  \"norm\": \"" << norm_name(d.norm) << "\",\n"
-    << "  \"norm_bias\": " << (d.norm_bias ? "true" : "false") << ",\n"
-    << "  \"embed_scale\": " << (d.embed_scale ? "true" : "false") << "\n"
-    << "}\n";
-  return o.str();
 }
 
 }  // namespace dyt::trainer

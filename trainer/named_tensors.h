@@ -22,8 +22,4 @@ void load_named(const ParamLayout& layout,
                 const std::map<std::string, checkpoint::LoadedTensor>& tensors,
                 const std::string& source, float* buffer);
 
-// The model as a Hugging Face LlamaConfig JSON object, plus `norm`,
-// `norm_bias` and `embed_scale` for what LlamaConfig lacks.
-std::string hf_config_json(const ModelDims& dims);
-
 }  // namespace dyt::trainer

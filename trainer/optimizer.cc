@@ -1,5 +1,6 @@
 #include "trainer/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
@@ -17,8 +18,13 @@ std::string num(double x) {
 }  // namespace
 
 AdamW::AdamW(const ParamLayout& layout, const config::TrainConfig& t, kernels::Backend& backend)
+    : AdamW(layout, t, backend, FlatRange{0, layout.total()}) {}
+
+AdamW::AdamW(const ParamLayout& layout, const config::TrainConfig& t, kernels::Backend& backend,
+             FlatRange range)
     : backend_(backend),
       total_(layout.total()),
+      range_(range),
       beta1_(t.beta1()),
       beta2_(t.beta2()),
       eps_(t.adam_eps()),
@@ -31,23 +37,32 @@ AdamW::AdamW(const ParamLayout& layout, const config::TrainConfig& t, kernels::B
   if (!(weight_decay_ >= 0))
     throw std::invalid_argument("AdamW: train.weight_decay must be >= 0, got " + num(weight_decay_));
 
+  if (range.begin < 0 || range.end < range.begin || range.end > total_)
+    throw std::invalid_argument("AdamW: range [" + std::to_string(range.begin) + ", " +
+                                std::to_string(range.end) + ") lies outside the layout's [0, " +
+                                std::to_string(total_) + ")");
+
   // One segment per maximal run of adjacent tensors with one decay flag; the
   // gaps of the aligned layout are left out (they stay as they are: zero).
+  // Each tensor is clipped to the range, so a tensor cut by a shard boundary
+  // keeps its flag on both sides; offsets become relative to range.begin.
   int64_t end = 0;
   for (const ParamEntry& e : layout.entries()) {
     if (e.offset < end)
       throw std::invalid_argument("AdamW: layout entries overlap at " + e.name);
     end = e.offset + e.numel;
-    if (e.numel == 0) continue;
+    const int64_t b = std::max(e.offset, range.begin), x = std::min(end, range.end);
+    if (x <= b) continue;
     const bool decay = e.weight_decay() && weight_decay_ != 0.0;
-    if (!segments_.empty() && segments_.back().decay == decay && segments_.back().end == e.offset)
-      segments_.back().end = end;
+    const int64_t rb = b - range.begin, rx = x - range.begin;
+    if (!segments_.empty() && segments_.back().decay == decay && segments_.back().end == rb)
+      segments_.back().end = rx;
     else
-      segments_.push_back({e.offset, end, decay});
+      segments_.push_back({rb, rx, decay});
   }
   if (end > total_) throw std::invalid_argument("AdamW: layout entries exceed its total");
-  exp_avg_ = backend.allocate(kernels::DType::F32, total_);
-  exp_avg_sq_ = backend.allocate(kernels::DType::F32, total_);
+  exp_avg_ = backend.allocate(kernels::DType::F32, range.size());
+  exp_avg_sq_ = backend.allocate(kernels::DType::F32, range.size());
 }
 
 void AdamW::set_steps_taken(int64_t steps) {
@@ -82,30 +97,40 @@ void AdamW::update(const kernels::Tensor& params, const kernels::Tensor& grads,
 void AdamW::step(ParamStore& params, double lr) {
   if (&params.backend() != &backend_)
     throw std::invalid_argument("AdamW::step: parameters and optimizer state are on different backends");
-  const kernels::Tensor work = params.work();
-  update(params.master(), params.grads(), params.has_work_copy() ? &work : nullptr, lr);
+  if (params.total() != total_)
+    throw std::invalid_argument("AdamW::step: the store holds " + std::to_string(params.total()) +
+                                " elements, the optimizer's layout " + std::to_string(total_));
+  const int64_t b = range_.begin, n = range_.size();
+  const kernels::Tensor work = params.has_work_copy() ? kernels::slice(params.work(), b, n) : kernels::Tensor{};
+  update(kernels::slice(params.master(), b, n), kernels::slice(params.grads(), b, n),
+         params.has_work_copy() ? &work : nullptr, lr);
 }
 
 void AdamW::step(float* params, const float* grads, double lr) {
   if (backend_.device() != kernels::Device::CPU)
     throw std::logic_error("AdamW::step(float*): host buffers need the CPU backend");
-  update(kernels::cpu_f32(params, {total_}), kernels::cpu_f32(const_cast<float*>(grads), {total_}),
+  const int64_t b = range_.begin, n = range_.size();
+  update(kernels::cpu_f32(params + b, {n}), kernels::cpu_f32(const_cast<float*>(grads) + b, {n}),
          nullptr, lr);
 }
 
 std::vector<float> AdamW::exp_avg_to_host() const {
-  std::vector<float> out(static_cast<size_t>(total_));
+  std::vector<float> out(static_cast<size_t>(range_.size()));
   backend_.download(exp_avg(), out.data());
   return out;
 }
 
 std::vector<float> AdamW::exp_avg_sq_to_host() const {
-  std::vector<float> out(static_cast<size_t>(total_));
+  std::vector<float> out(static_cast<size_t>(range_.size()));
   backend_.download(exp_avg_sq(), out.data());
   return out;
 }
 
 void AdamW::set_moments(const float* exp_avg_host, const float* exp_avg_sq_host) {
+  set_range_moments(exp_avg_host + range_.begin, exp_avg_sq_host + range_.begin);
+}
+
+void AdamW::set_range_moments(const float* exp_avg_host, const float* exp_avg_sq_host) {
   backend_.upload(exp_avg_host, exp_avg());
   backend_.upload(exp_avg_sq_host, exp_avg_sq());
 }

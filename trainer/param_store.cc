@@ -1,18 +1,25 @@
 #include "trainer/param_store.h"
 
+#include <algorithm>
 #include <stdexcept>
+#include <string>
 
 namespace dyt::trainer {
 
 using kernels::DType;
 using kernels::Tensor;
 
-ParamStore::ParamStore(const ParamLayout& layout, kernels::Backend& backend, DType compute_dtype)
+ParamStore::ParamStore(const ParamLayout& layout, kernels::Backend& backend, DType compute_dtype,
+                       int64_t padded_total)
     : layout_(layout), backend_(backend), compute_dtype_(compute_dtype) {
   if (compute_dtype != DType::F32 && compute_dtype != DType::BF16)
     throw std::invalid_argument("ParamStore: compute dtype must be F32 or BF16");
-  master_ = backend.allocate(DType::F32, layout.total());
-  grads_ = backend.allocate(DType::F32, layout.total());
+  if (padded_total < 0)
+    throw std::invalid_argument("ParamStore: padded_total must be >= 0, got " +
+                                std::to_string(padded_total));
+  const int64_t n = std::max(layout.total(), padded_total);
+  master_ = backend.allocate(DType::F32, n);  // zero-filled: the padding stays zero
+  grads_ = backend.allocate(DType::F32, n);
   if (compute_dtype == DType::BF16) work_ = backend.allocate(DType::BF16, layout.total());
 }
 
@@ -53,7 +60,7 @@ void ParamStore::refresh_work() {
   if (has_work_copy()) backend_.convert(master(), work_.flat());
 }
 
-void ParamStore::zero_grads() { backend_.zero(grads()); }
+void ParamStore::zero_grads() { backend_.zero(grads_padded()); }
 
 float* ParamStore::host_master() const {
   if (backend_.device() != kernels::Device::CPU)

@@ -3,6 +3,12 @@
 // under train.precision BF16; the master itself under FP32) and the fp32
 // gradients. All three are flat with ParamLayout's offsets, so data-parallel
 // reduction, clipping, checkpoints and export walk one table.
+//
+// The master and gradient buffers may be allocated longer than the layout
+// (padded_total): ZeRO-1 reduce-scatters the gradients and all-gathers the
+// master weights over dp equal chunks (trainer/dp_partition.h), which needs
+// dp·chunk elements. The padding stays zero; master() and grads() are the
+// layout's total elements, the *_padded() views the whole allocation.
 #pragma once
 
 #include <cstdint>
@@ -17,17 +23,24 @@ namespace dyt::trainer {
 class ParamStore {
  public:
   // compute_dtype: F32, or BF16 for a BF16 working copy beside the master.
-  ParamStore(const ParamLayout& layout, kernels::Backend& backend, kernels::DType compute_dtype);
+  // padded_total (0 = none): allocate master and gradients with at least
+  // this many elements. Throws std::invalid_argument on a bad dtype.
+  ParamStore(const ParamLayout& layout, kernels::Backend& backend, kernels::DType compute_dtype,
+             int64_t padded_total = 0);
 
   const ParamLayout& layout() const { return layout_; }
   kernels::Backend& backend() const { return backend_; }
   kernels::DType compute_dtype() const { return compute_dtype_; }
   int64_t total() const { return layout_.total(); }
 
-  kernels::Tensor master() const { return master_.flat(); }
-  kernels::Tensor grads() const { return grads_.flat(); }
+  kernels::Tensor master() const { return kernels::slice(master_.flat(), 0, total()); }
+  kernels::Tensor grads() const { return kernels::slice(grads_.flat(), 0, total()); }
+  // The whole allocations, padding included (padded_total() elements).
+  kernels::Tensor master_padded() const { return master_.flat(); }
+  kernels::Tensor grads_padded() const { return grads_.flat(); }
+  int64_t padded_total() const { return master_.numel(); }
   // What the GEMMs and the embedding read: the BF16 copy, or the master.
-  kernels::Tensor work() const { return has_work_copy() ? work_.flat() : master_.flat(); }
+  kernels::Tensor work() const { return has_work_copy() ? work_.flat() : master(); }
   bool has_work_copy() const { return !work_.empty(); }
 
   // Views of the tensor named `name`: a weight or table from work(); norm

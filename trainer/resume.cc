@@ -2,16 +2,14 @@
 
 #include <google/protobuf/util/message_differencer.h>
 
-#include <map>
+#include <stdexcept>
 #include <vector>
 
-#include "trainer/named_tensors.h"
+#include "common/shape_text.h"
+#include "trainer/state_pieces.h"
 
 namespace dyt::trainer {
 namespace {
-
-constexpr const char* kExpAvg = "optimizer.exp_avg.";
-constexpr const char* kExpAvgSq = "optimizer.exp_avg_sq.";
 
 // The settings that decide what the run computes from here on; the others
 // are cleared so that they compare equal.
@@ -29,39 +27,77 @@ config::RunConfig trajectory(const config::RunConfig& cfg) {
   r.mutable_data()->clear_val_shards();
   r.mutable_data()->clear_tokenizer();
   r.clear_checkpoint();
-  r.clear_parallel();  // the state is replicated and the global batch layout-independent
+  r.clear_parallel();  // the checkpoint is in model space and the global batch layout-independent
   return r;
+}
+
+// The three tensors of an entry: name in the checkpoint, and where its
+// floats live (the parameters, or one of the moments).
+template <class T>
+struct Part {
+  std::string name;
+  T* data;
+  bool moment;
+};
+template <class T>
+std::vector<Part<T>> parts(const ParamEntry& e, const RankStateT<T>& s) {
+  return {{e.name, s.params, false},
+          {kExpAvgPrefix + e.name, s.exp_avg, true},
+          {kExpAvgSqPrefix + e.name, s.exp_avg_sq, true}};
 }
 
 }  // namespace
 
-std::vector<checkpoint::TensorRef> run_state_tensors(const ParamLayout& layout, const float* params,
-                                                     const float* exp_avg, const float* exp_avg_sq) {
-  std::vector<checkpoint::TensorRef> out = named_views(layout, params);
-  for (auto [prefix, buffer] : {std::pair{kExpAvg, exp_avg}, std::pair{kExpAvgSq, exp_avg_sq}}) {
-    for (checkpoint::TensorRef t : named_views(layout, buffer)) {
-      t.name = prefix + t.name;
-      out.push_back(std::move(t));
-    }
+std::vector<checkpoint::TensorShape> run_state_shapes(const ParamLayout& layout) {
+  std::vector<checkpoint::TensorShape> out;
+  for (const char* prefix : {"", kExpAvgPrefix, kExpAvgSqPrefix})
+    for (const ParamEntry& e : layout.entries()) out.push_back({prefix + e.name, e.global_shape});
+  return out;
+}
+
+std::vector<checkpoint::PieceRef> run_state_pieces(const ParamLayout& layout, FlatRange save,
+                                                   const ConstRankState& s) {
+  if (save.begin < s.moments.begin || save.end > s.moments.end)
+    throw std::logic_error("run_state_pieces: the range saved [" + std::to_string(save.begin) + ", " +
+                           std::to_string(save.end) + ") is not inside the moments held [" +
+                           std::to_string(s.moments.begin) + ", " + std::to_string(s.moments.end) + ")");
+  std::vector<checkpoint::PieceRef> out;
+  for (const ParamEntry& e : layout.entries()) {
+    if (!e.shard.owner()) continue;  // another tp rank writes this block
+    for (const FlatBox& b : entry_boxes(e, save))
+      for (const Part<const float>& p : parts(e, s))
+        out.push_back({p.name, b.box, p.data + (b.flat_begin - (p.moment ? s.moments.begin : 0))});
   }
   return out;
 }
 
-void restore_run_state(const checkpoint::Checkpoint& ck, const ParamLayout& layout, float* params,
-                       AdamW& optimizer) {
-  std::map<std::string, checkpoint::LoadedTensor> weights, exp_avg, exp_avg_sq;
-  for (const auto& [name, t] : ck.tensors) {
-    if (name.rfind(kExpAvgSq, 0) == 0) exp_avg_sq.emplace(name.substr(std::string(kExpAvgSq).size()), t);
-    else if (name.rfind(kExpAvg, 0) == 0) exp_avg.emplace(name.substr(std::string(kExpAvg).size()), t);
-    else weights.emplace(name, t);
+void restore_run_state(const checkpoint::Checkpoint& ck, const ParamLayout& layout, const RankState& s) {
+  const std::string where = "checkpoint '" + ck.path + "'";
+  // The checkpoint holds exactly this model's tensors, at its global shapes.
+  for (const checkpoint::TensorShape& t : run_state_shapes(layout)) {
+    if (!ck.has(t.name))
+      throw checkpoint::CheckpointError(where + " has no tensor " + t.name + ", which the model being resumed has");
+    if (ck.shape(t.name) != t.shape)
+      throw checkpoint::CheckpointError(where + ": tensor " + t.name + " has global shape " +
+                                        shape_text(ck.shape(t.name)) + ", the model being resumed has " +
+                                        shape_text(t.shape) + " (check the config's model)");
   }
-  load_named(layout, weights, "checkpoint '" + ck.path + "' (parameters)", params);
-  std::vector<float> m(static_cast<size_t>(layout.total())), v(m.size());
-  load_named(layout, exp_avg, "checkpoint '" + ck.path + "' (optimizer " + kExpAvg + "*)", m.data());
-  load_named(layout, exp_avg_sq, "checkpoint '" + ck.path + "' (optimizer " + kExpAvgSq + "*)",
-             v.data());
-  optimizer.set_moments(m.data(), v.data());
-  optimizer.set_steps_taken(ck.progress.optimizer_steps);
+  for (const auto& [name, shape] : ck.shapes()) {
+    const bool known = layout.find(name) ||
+                       (name.rfind(kExpAvgSqPrefix, 0) == 0 && layout.find(name.substr(std::string(kExpAvgSqPrefix).size()))) ||
+                       (name.rfind(kExpAvgPrefix, 0) == 0 && layout.find(name.substr(std::string(kExpAvgPrefix).size())));
+    if (!known)
+      throw checkpoint::CheckpointError(where + ": tensor " + name +
+                                        " is not part of this model (check the config's norm, norm_bias "
+                                        "and embed_scale)");
+  }
+  for (const ParamEntry& e : layout.entries()) {
+    ck.read(e.name, block_box(e), s.params + e.offset);
+    for (const FlatBox& b : entry_boxes(e, s.moments)) {
+      ck.read(kExpAvgPrefix + e.name, b.box, s.exp_avg + (b.flat_begin - s.moments.begin));
+      ck.read(kExpAvgSqPrefix + e.name, b.box, s.exp_avg_sq + (b.flat_begin - s.moments.begin));
+    }
+  }
 }
 
 void check_resumable(const checkpoint::Checkpoint& ck, const config::RunConfig& cfg) {

@@ -1,5 +1,14 @@
-// A training run's state in a checkpoint: which tensors make it up, putting
-// them back, and whether a checkpoint belongs to the run being started.
+// A training run's state in a checkpoint: which tensors make it up, which
+// pieces of them a rank writes, putting a rank's blocks back under any
+// layout, and whether a checkpoint belongs to the run being started.
+//
+// The state is stored in model space (docs/checkpoints.md): parameters
+// under their Hugging Face names with their global shapes, AdamW's moments
+// under "optimizer.exp_avg.<name>" and "optimizer.exp_avg_sq.<name>". Each
+// rank writes, of every tensor its tensor-parallel rank owns
+// (ParamEntry::shard.owner()), the part that lies in its dp_partition range
+// of the flat buffer, so every element of the job's state is written once;
+// a rank of any other layout reads its own blocks back.
 #pragma once
 
 #include <string>
@@ -7,22 +16,44 @@
 
 #include "checkpoint/checkpoint.h"
 #include "configs/config.h"
-#include "trainer/optimizer.h"
+#include "trainer/dp_partition.h"
 #include "trainer/param_layout.h"
 
 namespace dyt::trainer {
 
-// Parameters under their Hugging Face names, AdamW's moments under
-// "optimizer.exp_avg.<name>" and "optimizer.exp_avg_sq.<name>".
-// All three are host buffers of layout.total() floats.
-std::vector<checkpoint::TensorRef> run_state_tensors(const ParamLayout& layout, const float* params,
-                                                     const float* exp_avg, const float* exp_avg_sq);
+inline constexpr const char* kExpAvgPrefix = "optimizer.exp_avg.";
+inline constexpr const char* kExpAvgSqPrefix = "optimizer.exp_avg_sq.";
 
-// Puts parameters (into the host buffer `params`) and optimizer state
-// (moments and update count, onto the optimizer's backend) back from `ck`. Throws checkpoint::CheckpointError naming the checkpoint and the
-// tensor that is missing, extra or of another shape.
-void restore_run_state(const checkpoint::Checkpoint& ck, const ParamLayout& layout, float* params,
-                       AdamW& optimizer);
+// Every tensor of a run's checkpoint with its global shape: the parameters,
+// then both moments, in the layout's order.
+std::vector<checkpoint::TensorShape> run_state_shapes(const ParamLayout& layout);
+
+// One rank's state on the host. params: layout.total() floats (the fp32
+// master weights); exp_avg, exp_avg_sq: moments.size() floats, AdamW's
+// moments of the flat range `moments` (moment_range()).
+template <class T>
+struct RankStateT {
+  T* params = nullptr;
+  T* exp_avg = nullptr;
+  T* exp_avg_sq = nullptr;
+  FlatRange moments;
+};
+using RankState = RankStateT<float>;
+using ConstRankState = RankStateT<const float>;
+
+// The pieces this rank saves: of each owned entry, the part in `save` (its
+// dp_partition range of layout.total()) of the parameters and both moments.
+// `save` must lie inside s.moments (std::logic_error otherwise).
+std::vector<checkpoint::PieceRef> run_state_pieces(const ParamLayout& layout, FlatRange save,
+                                                   const ConstRankState& s);
+
+// Reads this rank's blocks back from `ck`: every entry's whole local block
+// of the parameters (replicas too), and the moments of s.moments; the gaps
+// between tensors are left as they are (zero). Throws
+// checkpoint::CheckpointError naming the checkpoint and the tensor that is
+// missing, not part of this model, or of another global shape than the
+// model being resumed.
+void restore_run_state(const checkpoint::Checkpoint& ck, const ParamLayout& layout, const RankState& s);
 
 // Throws config::ConfigError when `ck` was saved by a run that `cfg` would
 // not continue unchanged: a different model, data, seed, batch, schedule or
@@ -31,7 +62,7 @@ void restore_run_state(const checkpoint::Checkpoint& ck, const ParamLayout& layo
 // evaluation, run_dir, metrics_file, recompute, micro_batch (only the
 // summation order of micro-batches changes), max_nonfinite_steps,
 // data.val_shards, data.tokenizer, checkpoint.*, parallel.* (a run may go
-// on under another number of data-parallel ranks).
+// on under another layout: the checkpoint is in model space).
 void check_resumable(const checkpoint::Checkpoint& ck, const config::RunConfig& cfg);
 
 }  // namespace dyt::trainer

@@ -40,7 +40,8 @@ struct TrainSummary {
 // progress, saving first). Throws ConfigError, data::DataError,
 // checkpoint::CheckpointError or TrainingError.
 // Every rank of `comm` calls it with the same config; parallel.dp must be
-// comm.size() (parallel.tp 1). Rank 0 prints, logs and saves.
+// comm.size() (parallel.tp 1); parallel.zero1 shards the optimizer over the
+// dp group (docs/parallel.md). Rank 0 prints, logs and saves.
 TrainSummary train(const config::RunConfig& cfg, std::FILE* out, parallel::Communicator& comm);
 
 }  // namespace dyt::trainer

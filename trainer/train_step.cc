@@ -1,72 +1,226 @@
 #include "trainer/train_step.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <utility>
 
 #include "trainer/grad_norm.h"
+#include "trainer/norm_partition.h"
 
 namespace dyt::trainer {
+namespace {
+
+parallel::Communicator& group(const std::unique_ptr<parallel::Communicator>& c, const char* name) {
+  if (!c) throw std::invalid_argument(std::string("TrainStep: the ") + name + " group is missing");
+  return *c;
+}
+
+std::string range_text(FlatRange r) {
+  return "[" + std::to_string(r.begin) + ", " + std::to_string(r.end) + ")";
+}
+
+}  // namespace
 
 TrainStep::TrainStep(ModelInstance& model, AdamW& optimizer, const data::BatchSampler& sampler,
-                     parallel::Communicator& comm, const config::TrainConfig& t)
+                     const parallel::Groups& groups, const config::TrainConfig& t, bool zero1)
     : model_(model),
       optimizer_(optimizer),
       sampler_(sampler),
-      comm_(comm),
+      dp_(group(groups.dp, "dp")),
+      tp_(group(groups.tp, "tp")),
+      tp_sync_(model.layout(), tp_, model.tensor_parallel().sequence_parallel),
+      zero1_(zero1),
+      // The MPI and single-process communicators take host memory. A
+      // communicator of device buffers (NCCL, Communicator::device_buffers())
+      // will take the backend's buffers directly: staged_ false there, with
+      // shard_ a backend buffer and the chunk copied on the device (the
+      // memcpy's below are host copies).
+      staged_(model.backend().device() != kernels::Device::CPU),
       grad_clip_(t.grad_clip()),
       tokens_per_step_(sampler.global_batch_samples() * t.seq_len()),
       tokens_(static_cast<size_t>(model.batch() * model.seq_len())),
-      targets_(tokens_.size()),
-      norm_sum_(model.backend().allocate(kernels::DType::F64, 1)) {
-  if (model.backend().device() != kernels::Device::CPU && comm.size() > 1)
-    host_grads_.resize(static_cast<size_t>(model.layout().total()));
+      targets_(tokens_.size()) {
+  const ParamStore& p = model.params();
+  const int64_t n = p.total();
+  const int dp = dp_.size();
+  range_ = zero1 ? dp_partition(n, dp, dp_.rank()) : FlatRange{0, n};
+  if (optimizer.range().begin != range_.begin || optimizer.range().end != range_.end)
+    throw std::invalid_argument("TrainStep: the optimizer holds " + range_text(optimizer.range()) +
+                                ", this rank updates " + range_text(range_) +
+                                (zero1 ? " (its ZeRO-1 dp_partition)" : " (everything)"));
+  if (zero1) {
+    chunk_ = dp_chunk(n, dp);
+    if (p.padded_total() < dp * chunk_)
+      throw std::invalid_argument("TrainStep: ZeRO-1 over " + std::to_string(dp) +
+                                  " ranks needs the parameter store padded to " +
+                                  std::to_string(dp * chunk_) + " elements, it has " +
+                                  std::to_string(p.padded_total()));
+    if (dp > 1) {
+      shard_.resize(static_cast<size_t>(chunk_));
+      if (staged_) host_grads_.resize(static_cast<size_t>(dp * chunk_));
+    }
+  } else if (staged_ && dp > 1) {
+    host_grads_.resize(static_cast<size_t>(n));
+  }
+
+  // The norm's pieces: every partition's without ZeRO-1 (every rank holds
+  // every reduced gradient), this rank's alone with it.
+  const std::vector<FlatRange> runs = owned_runs(model.layout());
+  const int first = zero1 ? dp_.rank() : 0, last = zero1 ? dp_.rank() + 1 : dp;
+  piece_start_.push_back(0);
+  for (int k = first; k < last; ++k) {
+    for (const FlatRange& piece : pieces_in(runs, dp_partition(n, dp, k))) pieces_.push_back(piece);
+    piece_start_.push_back(pieces_.size());
+  }
+  piece_sums_ = model.backend().allocate(kernels::DType::F64, std::max<int64_t>(1, pieces_.size()));
+  host_sums_.resize(std::max<size_t>(1, pieces_.size()));
 }
 
-void TrainStep::allreduce_grads() {
-  if (comm_.size() == 1) return;
+void TrainStep::reduce_grads() {
+  const int dp = dp_.size();
+  if (dp == 1) return;
   ParamStore& p = model_.params();
-  if (host_grads_.empty()) {
-    comm_.allreduce_sum(p.grads().f32(), static_cast<size_t>(p.total()));
+  kernels::Backend& be = p.backend();
+  if (!zero1_) {
+    if (!staged_) {
+      dp_.allreduce_sum(p.grads().f32(), static_cast<size_t>(p.total()));
+      return;
+    }
+    be.download(p.grads(), host_grads_.data());
+    dp_.allreduce_sum(host_grads_.data(), host_grads_.size());
+    be.upload(host_grads_.data(), p.grads());
     return;
   }
-  p.backend().download(p.grads(), host_grads_.data());
-  comm_.allreduce_sum(host_grads_.data(), host_grads_.size());
-  p.backend().upload(host_grads_.data(), p.grads());
+  // Reduce-scatter of the padded buffer (padding zero): this rank's chunk is
+  // bit for bit the same slice of what the all-reduce would give. It goes
+  // back into the gradient buffer at the range's offsets, where the norm and
+  // AdamW read it.
+  const size_t c = static_cast<size_t>(chunk_);
+  const kernels::Tensor mine = kernels::slice(p.grads(), range_.begin, range_.size());
+  if (staged_) {
+    be.download(p.grads_padded(), host_grads_.data());
+    dp_.reduce_scatter_sum(host_grads_.data(), shard_.data(), c);
+    be.upload(shard_.data(), mine);
+  } else {
+    dp_.reduce_scatter_sum(p.grads_padded().f32(), shard_.data(), c);
+    std::memcpy(mine.f32(), shard_.data(), static_cast<size_t>(range_.size()) * sizeof(float));
+  }
+}
+
+void TrainStep::gather_params() {
+  const int dp = dp_.size();
+  ParamStore& p = model_.params();
+  if (dp > 1) {
+    kernels::Backend& be = p.backend();
+    const size_t c = static_cast<size_t>(chunk_);
+    // Past the range (the last ranks' short or empty partitions) the chunk
+    // sends zeros: the master's padding stays zero.
+    std::fill(shard_.begin(), shard_.end(), 0.0f);
+    const kernels::Tensor mine = kernels::slice(p.master(), range_.begin, range_.size());
+    if (staged_) {
+      be.download(mine, shard_.data());
+      dp_.allgather(shard_.data(), host_grads_.data(), c);
+      be.upload(host_grads_.data(), p.master());
+    } else {
+      std::memcpy(shard_.data(), mine.f32(), static_cast<size_t>(range_.size()) * sizeof(float));
+      dp_.allgather(shard_.data(), p.master_padded().f32(), c);
+    }
+  }
+  // The range's BF16 copy was written by AdamW; the gathered rest is rounded
+  // here by the same round-to-nearest-even.
+  p.refresh_work();
 }
 
 double TrainStep::grad_norm() {
   kernels::Backend& be = model_.backend();
-  be.sum_squares(model_.params().grads(), norm_sum_.flat());
+  const kernels::Tensor grads = model_.params().grads();
+  const kernels::Tensor sums = piece_sums_.flat();
+  for (size_t i = 0; i < pieces_.size(); ++i)
+    be.sum_squares(kernels::slice(grads, pieces_[i].begin, pieces_[i].size()),
+                   kernels::slice(sums, static_cast<int64_t>(i), 1));
+  if (!pieces_.empty()) be.download(kernels::slice(sums, 0, static_cast<int64_t>(pieces_.size())), host_sums_.data());
+  // Partition partials, then their sum in partition order: locally without
+  // ZeRO-1, by the dp all-reduce (rank order = partition order) with it.
   double sum = 0;
-  be.download(norm_sum_.flat(), &sum);
+  for (size_t k = 0; k + 1 < piece_start_.size(); ++k) {
+    double partial = 0;
+    for (size_t i = piece_start_[k]; i < piece_start_[k + 1]; ++i) partial += host_sums_[i];
+    sum += partial;
+  }
+  if (zero1_ && dp_.size() > 1) dp_.allreduce_sum(&sum, 1);
+  tp_.allreduce_sum(&sum, 1);
   return std::sqrt(sum);
 }
 
-StepResult TrainStep::run(int64_t step, double lr) {
+std::vector<std::pair<std::string, parallel::CommStats>> TrainStep::comm_stats() const {
+  std::vector<std::pair<std::string, parallel::CommStats>> out;
+  if (dp_.size() > 1) out.emplace_back("dp", dp_.stats());
+  if (tp_.size() > 1) out.emplace_back("tp", tp_.stats());
+  if (tp_sync_.kv_group() && tp_sync_.kv_group()->size() > 1)
+    out.emplace_back("tp-kv", tp_sync_.kv_group()->stats());
+  return out;
+}
+
+std::vector<NormHealth> TrainStep::norm_health() {
+  const std::vector<double> probe = model_.norm_probe();
+  if (probe.empty()) return {};
+  const TensorParallel& tp = model_.tensor_parallel();
+  const bool sp = tp.sequence_parallel && tp.size() > 1;
+  // Without sequence parallelism the tp ranks hold the same rows: count them once.
+  std::vector<double> sums = norm_health_partials(
+      probe, sampler_.micro_batches_per_step() * model_.acts().local_rows() * model_.dims().d,
+      sp || tp.rank() == 0);
+  dp_.allreduce_sum(sums.data(), sums.size());
+  tp_.allreduce_sum(sums.data(), sums.size());
+  return trainer::norm_health(norm_slot_names(model_.dims().layers), sums);
+}
+
+StepResult TrainStep::run(int64_t step, double lr, bool probe_norms) {
+  StepResult r;
+  const auto before = comm_stats();
+  const auto count_comm = [&] {
+    const auto after = comm_stats();
+    for (size_t i = 0; i < after.size(); ++i)
+      r.comm_bytes.emplace_back(after[i].first,
+                                (after[i].second - before[i].second).total().bytes_sent);
+  };
   ParamStore& params = model_.params();
   params.zero_grads();
   const float grad_scale = 1.0f / static_cast<float>(tokens_per_step_);
+  if (probe_norms) model_.probe_norms(true);
   for (int64_t micro = 0; micro < sampler_.micro_batches_per_step(); ++micro) {
     sampler_.fill_micro_batch(step, micro, tokens_.data(), targets_.data());
     model_.accumulate(tokens_.data(), targets_.data(), grad_scale);
   }
+  if (probe_norms) model_.probe_norms(false);
+  // Blocks several tp ranks hold alike, each with part of the gradient.
+  tp_sync_.sum(params);
   // Each rank holds its slice's share of the mean gradient; the sum over
   // ranks (fixed rank order) is the global batch's, the same bits on all.
-  allreduce_grads();
+  reduce_grads();
+  // Every tp rank of a replica has the whole loss (the vocab-parallel loss is combined).
   double loss_sum = model_.acts().take_loss_sum();
-  comm_.allreduce_sum(&loss_sum, 1);
+  dp_.allreduce_sum(&loss_sum, 1);
 
-  StepResult r;
   r.loss = loss_sum / static_cast<double>(tokens_per_step_);
   r.grad_norm = grad_norm();
   if (!std::isfinite(r.loss) || !std::isfinite(r.grad_norm)) {
-    // The update is skipped; the data position still advances so a bad
-    // batch is not retried forever.
+    // The update is skipped (on every rank: the loss and norm are global);
+    // the data position still advances so a bad batch is not retried forever.
     r.skipped = true;
+    count_comm();
     return r;
   }
   const double coef = clip_coefficient(r.grad_norm, grad_clip_);
-  if (coef < 1.0) model_.backend().scale_inplace(params.grads(), static_cast<float>(coef));
+  if (coef < 1.0)
+    model_.backend().scale_inplace(kernels::slice(params.grads(), range_.begin, range_.size()),
+                                   static_cast<float>(coef));
   optimizer_.step(params, lr);
+  if (zero1_) gather_params();
+  count_comm();
   return r;
 }
 

@@ -1,18 +1,33 @@
 // One optimizer step on the backend: the micro-batches' forward and
-// backward, the data-parallel sum of gradients and loss, the global gradient
-// norm, the non-finite guard, clipping and the AdamW update. A few scalars
-// cross to the host per step (the loss and the norm); the gradients cross
-// only when the communicator needs host memory.
+// backward, the tensor-parallel sums of partial gradients, the
+// data-parallel sum of gradients and loss, the global gradient norm, the
+// non-finite guard, clipping and the AdamW update. A few scalars cross to
+// the host per step (the loss and the norm's partials); the gradients and
+// parameters cross only when the communicator needs host memory.
+//
+// Data parallelism runs over the dp group of parallel::Groups, the norm's
+// last sum over the tp group. Without ZeRO-1 the gradients are all-reduced
+// and every rank updates every parameter. With ZeRO-1 (docs/parallel.md)
+// they are reduce-scattered onto the rank's dp_partition, AdamW (holding the
+// moments of that range only) updates the master weights there, and the
+// master weights are all-gathered over dp; the working copy is refreshed.
+// Both give the same bits (fixed-order sums, trainer/norm_partition.h).
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "configs/config.h"
 #include "parallel/communicator.h"
+#include "parallel/groups.h"
 #include "trainer/data/loader.h"
+#include "trainer/dp_partition.h"
 #include "trainer/model_instance.h"
+#include "trainer/norm_health.h"
 #include "trainer/optimizer.h"
+#include "trainer/tp_grad_sync.h"
 
 namespace dyt::trainer {
 
@@ -20,35 +35,70 @@ struct StepResult {
   double loss = 0;       // mean over the global batch's tokens
   double grad_norm = 0;  // before clipping
   bool skipped = false;  // non-finite loss or norm: no update
+  // Bytes this rank sent in the step per group of more than one rank.
+  std::vector<std::pair<std::string, uint64_t>> comm_bytes;
 };
 
 class TrainStep {
  public:
+  // groups: this rank's data- and tensor-parallel groups (the model's tp
+  // group is groups.tp); they must outlive the step. With zero1 the
+  // optimizer must hold exactly dp_partition(total, dp, dp_rank) and the
+  // store be padded to dp·dp_chunk (ModelInstance's shard_dp); without it,
+  // the whole buffer. std::invalid_argument otherwise.
   TrainStep(ModelInstance& model, AdamW& optimizer, const data::BatchSampler& sampler,
-            parallel::Communicator& comm, const config::TrainConfig& t);
+            const parallel::Groups& groups, const config::TrainConfig& t, bool zero1 = false);
 
-  // Step `step` (0-based) at learning rate lr.
-  StepResult run(int64_t step, double lr);
+  // Step `step` (0-based) at learning rate lr; with probe_norms, its
+  // forwards also measure the DyT/DyISRU inputs (read them with
+  // norm_health()).
+  StepResult run(int64_t step, double lr, bool probe_norms = false);
+  // The last probed step's health per norm slot (trainer/norm_health.h),
+  // summed over the ranks: a collective every rank calls. Empty for RMSNorm.
+  // Its traffic is not in StepResult::comm_bytes (what dyt-plan predicts).
+  std::vector<NormHealth> norm_health();
   int64_t tokens_per_step() const { return tokens_per_step_; }
+  bool zero1() const { return zero1_; }
+  // The communicators' counters, for a step's traffic (stats() difference).
+  const parallel::Communicator& dp_comm() const { return dp_; }
+  const parallel::Communicator& tp_comm() const { return tp_; }
 
  private:
-  // Gradients summed over the data-parallel ranks (fixed rank order).
-  void allreduce_grads();
+  // Gradients summed over the dp ranks (fixed rank order): all of them, or
+  // under ZeRO-1 this rank's partition only.
+  void reduce_grads();
+  // Under ZeRO-1: every rank's updated master range to every rank.
+  void gather_params();
   double grad_norm();
+  // The groups of more than one rank, by name, and their counters.
+  std::vector<std::pair<std::string, parallel::CommStats>> comm_stats() const;
 
   ModelInstance& model_;
   AdamW& optimizer_;
   const data::BatchSampler& sampler_;
-  parallel::Communicator& comm_;
+  parallel::Communicator& dp_;
+  parallel::Communicator& tp_;
+  TpGradSync tp_sync_;
+  bool zero1_;
+  bool staged_;        // the backend's memory is not the communicator's: copy through the host
+  FlatRange range_;    // what this rank updates: its dp_partition, or everything
+  int64_t chunk_ = 0;  // dp_chunk(total, dp) under ZeRO-1
   double grad_clip_;
   int64_t tokens_per_step_;
   std::vector<int32_t> tokens_, targets_;
-  std::vector<float> host_grads_;   // staging for device gradients (empty on the CPU)
-  kernels::Buffer norm_sum_;        // F64 [1]
+  std::vector<float> host_grads_;   // staging: the (padded) gradients or the gathered master
+  std::vector<float> shard_;        // one dp chunk (ZeRO-1): the reduced gradients, the range to send
+  // The norm's pieces (norm_partition.h): those of partition k are
+  // pieces_[piece_start_[k], piece_start_[k+1]); under ZeRO-1 only this rank's.
+  std::vector<FlatRange> pieces_;
+  std::vector<size_t> piece_start_;
+  kernels::Buffer piece_sums_;      // F64 [pieces], one download per step
+  std::vector<double> host_sums_;
 };
 
 // Mean validation loss over the fixed validation batches, which the
-// data-parallel ranks share out (batch j on rank j mod dp).
+// data-parallel ranks share out (batch j on rank j mod dp); `comm` is the
+// dp group.
 double evaluate(ModelInstance& model, const data::EvalBatches& batches, int dp_rank, int dp,
                 parallel::Communicator& comm);
 

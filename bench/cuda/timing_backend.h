@@ -63,6 +63,7 @@ class TimingBackend final : public kernels::Backend {
 
   kernels::Device device() const override { return inner_.device(); }
   std::string describe() const override { return inner_.describe(); }
+  int64_t peak_memory_bytes() const override { return inner_.peak_memory_bytes(); }
   kernels::Buffer allocate(kernels::DType dt, int64_t n) override { return inner_.allocate(dt, n); }
   void upload(const void* h, const kernels::Tensor& d) override {
     Span s(*this, OpFamily::Other);
@@ -174,6 +175,21 @@ class TimingBackend final : public kernels::Backend {
                      const kernels::Tensor* dlogits, const kernels::Tensor& loss) override {
     Span s(*this, OpFamily::CrossEntropy);
     inner_.cross_entropy(logits, targets, gs, dlogits, loss);
+  }
+  void cross_entropy_stats(const kernels::Tensor& logits, const kernels::Tensor& targets,
+                           const kernels::Tensor& stats) override {
+    Span s(*this, OpFamily::CrossEntropy);
+    inner_.cross_entropy_stats(logits, targets, stats);
+  }
+  void cross_entropy_grad(const kernels::Tensor& logits, const kernels::Tensor& targets,
+                          const kernels::Tensor& row, float gs) override {
+    Span s(*this, OpFamily::CrossEntropy);
+    inner_.cross_entropy_grad(logits, targets, row, gs);
+  }
+  void saturation_stats(const kernels::Tensor& x, const kernels::Tensor& a, float threshold,
+                        const kernels::Tensor& o) override {
+    Span s(*this, OpFamily::Optimizer);
+    inner_.saturation_stats(x, a, threshold, o);
   }
   void sum_squares(const kernels::Tensor& g, const kernels::Tensor& o) override {
     Span s(*this, OpFamily::Optimizer);

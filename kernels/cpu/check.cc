@@ -28,6 +28,10 @@ void require_i32(const char* op, const char* name, const Tensor& t) {
   require_typed(op, name, t, kernels::DType::I32, "I32");
 }
 
+void require_f64(const char* op, const char* name, const Tensor& t) {
+  require_typed(op, name, t, kernels::DType::F64, "F64");
+}
+
 void require_rows(const char* op, const char* name, const Tensor& t, int64_t rows, int64_t cols) {
   require(t.rank >= 1 && last_dim(t) == cols && t.numel() == rows * cols, op,
           std::string(name) + " has shape " + shape_str(t) + ", expected " + std::to_string(rows) +

@@ -16,9 +16,10 @@ using kernels::Tensor;
 [[noreturn]] void fail(const char* op, const std::string& what);
 std::string shape_str(const Tensor& t);
 
-// dtype F32 (or I32), device CPU, data non-null when the tensor is non-empty.
+// dtype F32 (or I32, F64), device CPU, data non-null when the tensor is non-empty.
 void require_f32(const char* op, const char* name, const Tensor& t);
 void require_i32(const char* op, const char* name, const Tensor& t);
+void require_f64(const char* op, const char* name, const Tensor& t);
 
 // t viewed as [rows, cols]: rank >= 1, last dim == cols, numel == rows·cols.
 void require_rows(const char* op, const char* name, const Tensor& t, int64_t rows, int64_t cols);

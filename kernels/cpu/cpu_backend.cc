@@ -1,6 +1,7 @@
 #include "kernels/cpu/cpu_backend.h"
 
 #include <omp.h>
+#include <sys/resource.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -41,6 +42,12 @@ class CpuBackend final : public Backend {
   Device device() const override { return Device::CPU; }
   std::string describe() const override {
     return "CPU (fp32, OpenBLAS, " + std::to_string(omp_get_max_threads()) + " threads)";
+  }
+
+  int64_t peak_memory_bytes() const override {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    return static_cast<int64_t>(u.ru_maxrss) * 1024;  // Linux reports KiB
   }
 
   Buffer allocate(DType dtype, int64_t numel) override {
@@ -157,6 +164,19 @@ class CpuBackend final : public Backend {
     norm_backward(kind, sum, p, rstd, dy, dsum, g);
   }
 
+  void saturation_stats(const Tensor& x, const Tensor& alpha, float threshold,
+                        const Tensor& out) override {
+    require_host("saturation_stats", "out", out);
+    if (out.dtype != DType::F64 || out.numel() != 2)
+      throw std::invalid_argument("saturation_stats: out must be F64 [2]");
+    double sum_sq = 0;
+    int64_t saturated = 0;
+    cpu::saturation_stats(x, scalar("saturation_stats", "alpha", alpha), threshold, &sum_sq,
+                          &saturated);
+    out.f64()[0] += sum_sq;
+    out.f64()[1] += static_cast<double>(saturated);
+  }
+
   void rope_forward(const Tensor& x, int64_t seq_len, int64_t heads, double theta) override {
     Tensor o = x;
     cpu::rope_forward(o, seq_len, heads, theta);
@@ -200,6 +220,17 @@ class CpuBackend final : public Backend {
     } else {
       loss_sum.f64()[0] += cpu::cross_entropy_forward(logits, targets);
     }
+  }
+
+  void cross_entropy_stats(const Tensor& logits, const Tensor& targets,
+                           const Tensor& stats) override {
+    Tensor s = stats;
+    cpu::cross_entropy_stats(logits, targets, s);
+  }
+  void cross_entropy_grad(const Tensor& logits, const Tensor& targets, const Tensor& row,
+                          float grad_scale) override {
+    Tensor l = logits;
+    cpu::cross_entropy_grad(l, targets, row, grad_scale);
   }
 
   void sum_squares(const Tensor& g, const Tensor& out) override {

@@ -7,6 +7,7 @@
 #include "kernels/cpu/row_reduce.h"
 #include "kernels/cpu_ops.h"
 #include "kernels/elementwise.h"
+#include "kernels/op_params.h"
 
 namespace dyt::cpu {
 
@@ -14,7 +15,8 @@ using namespace detail;
 
 namespace {
 
-int64_t check_ce(const char* op, const Tensor& logits, const Tensor& targets) {
+// absent_ok: kAbsentToken is a target on another rank (vocab-parallel halves).
+int64_t check_ce(const char* op, const Tensor& logits, const Tensor& targets, bool absent_ok = false) {
   require_f32(op, "logits", logits);
   require_i32(op, "targets", targets);
   const int64_t vocab = last_dim(logits), n = row_count(logits);
@@ -22,7 +24,7 @@ int64_t check_ce(const char* op, const Tensor& logits, const Tensor& targets) {
   require_numel(op, "targets", targets, n);
   const int32_t* t = targets.i32();
   for (int64_t r = 0; r < n; ++r)
-    if (t[r] < 0 || t[r] >= vocab)
+    if ((t[r] < 0 || t[r] >= vocab) && !(absent_ok && t[r] == kernels::kAbsentToken))
       fail(op, "target " + std::to_string(t[r]) + " at row " + std::to_string(r) +
                    " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
   return vocab;
@@ -94,6 +96,46 @@ double cross_entropy_backward(const Tensor& logits, const Tensor& targets, float
                }
              })
       .d[0];
+}
+
+void cross_entropy_stats(const Tensor& logits, const Tensor& targets, Tensor& stats) {
+  const char* op = "cross_entropy_stats";
+  const int64_t vocab = check_ce(op, logits, targets, true), n = row_count(logits);
+  require_f64(op, "stats", stats);
+  require_numel(op, "stats", stats, 3 * n);
+  const int32_t* t = targets.i32();
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < n; ++r) {
+    const float* l = logits.f32() + r * vocab;
+    const float m = row_max(l, vocab);
+    double* out = stats.f64() + 3 * r;
+    out[0] = m;
+    out[1] = exp_sum(l, vocab, m);
+    out[2] = t[r] == kernels::kAbsentToken ? 0.0 : l[t[r]];
+  }
+}
+
+// The same arithmetic as cross_entropy_backward with (M, S) given: at tp = 1
+// (M, S) are this op's own max and sum, and the gradients agree to the bit.
+void cross_entropy_grad(Tensor& logits, const Tensor& targets, const Tensor& row, float grad_scale) {
+  const char* op = "cross_entropy_grad";
+  const int64_t vocab = check_ce(op, logits, targets, true), n = row_count(logits);
+  require_f64(op, "row", row);
+  require_numel(op, "row", row, 2 * n);
+  const int32_t* t = targets.i32();
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < n; ++r) {
+    float* g = logits.f32() + r * vocab;
+    const float m = static_cast<float>(row.f64()[2 * r]);
+    const double sum = row.f64()[2 * r + 1];
+    const double log_sum = std::log(sum);
+    const double lt = t[r] == kernels::kAbsentToken ? 0.0 : g[t[r]];
+    const float scale = static_cast<float>(grad_scale / sum);
+#pragma omp simd
+    for (int64_t j = 0; j < vocab; ++j) g[j] = kernels::exp_f32(g[j] - m) * scale;
+    if (t[r] != kernels::kAbsentToken)
+      g[t[r]] = grad_scale * static_cast<float>(std::exp(lt - m - log_sum) - 1.0);
+  }
 }
 
 }  // namespace dyt::cpu

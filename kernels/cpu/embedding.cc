@@ -4,6 +4,7 @@
 
 #include "kernels/cpu/check.h"
 #include "kernels/cpu_ops.h"
+#include "kernels/op_params.h"
 
 namespace dyt::cpu {
 
@@ -12,10 +13,11 @@ using namespace detail;
 namespace {
 
 // Checked before any write, so a bad batch leaves the outputs untouched.
+// kAbsentToken is a row on another tensor-parallel rank.
 void check_tokens(const char* op, const Tensor& tokens, int64_t vocab) {
   const int32_t* t = tokens.i32();
   for (int64_t n = 0; n < tokens.numel(); ++n)
-    if (t[n] < 0 || t[n] >= vocab)
+    if ((t[n] < 0 || t[n] >= vocab) && t[n] != kernels::kAbsentToken)
       fail(op, "token id " + std::to_string(t[n]) + " at position " + std::to_string(n) +
                    " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
 }
@@ -33,8 +35,12 @@ void embedding_forward(const Tensor& tokens, const Tensor& table, Tensor& out) {
   check_tokens(op, tokens, vocab);
   const int32_t* tok = tokens.i32();
 #pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < n; ++r)
-    std::memcpy(out.f32() + r * d, table.f32() + int64_t{tok[r]} * d, d * sizeof(float));
+  for (int64_t r = 0; r < n; ++r) {
+    if (tok[r] == kernels::kAbsentToken)
+      std::memset(out.f32() + r * d, 0, d * sizeof(float));
+    else
+      std::memcpy(out.f32() + r * d, table.f32() + int64_t{tok[r]} * d, d * sizeof(float));
+  }
 }
 
 // Threads own disjoint column blocks and walk the rows in order, so every
@@ -56,6 +62,7 @@ void embedding_backward(const Tensor& tokens, const Tensor& dout, Tensor& dtable
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t c0 = b * kCols, c1 = std::min(d, c0 + kCols);
     for (int64_t r = 0; r < n; ++r) {
+      if (tok[r] == kernels::kAbsentToken) continue;
       float* dst = dtable.f32() + int64_t{tok[r]} * d;
       const float* src = dout.f32() + r * d;
       for (int64_t c = c0; c < c1; ++c) dst[c] += src[c];

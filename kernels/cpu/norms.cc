@@ -194,4 +194,16 @@ void dyisru_backward(const Tensor& x, const Tensor& alpha, const Tensor& gamma, 
   dynamic_backward<Isru>("dyisru_backward", x, alpha, gamma, dy, dx, dalpha, dgamma, dbeta);
 }
 
+void saturation_stats(const Tensor& x, float alpha, float threshold, double* sum_sq,
+                      int64_t* saturated) {
+  require_f32("saturation_stats", "x", x);
+  const int64_t n = x.numel();
+  const float* v = x.f32();
+  *sum_sq = sum_squares(v, n);
+  int64_t count = 0;
+#pragma omp parallel for reduction(+ : count) schedule(static) if (n > kernels::kSumSquaresChunk)
+  for (int64_t i = 0; i < n; ++i) count += std::fabs(alpha * v[i]) > threshold;
+  *saturated = count;
+}
+
 }  // namespace dyt::cpu

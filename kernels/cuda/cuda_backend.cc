@@ -6,7 +6,9 @@
 
 #include <cuda_runtime_api.h>
 
+#include <atomic>
 #include <cstdio>
+#include <memory>
 #include <string>
 
 #include "kernels/cuda/attention.h"
@@ -68,6 +70,7 @@ class CudaBackend final : public kernels::Backend {
 
   Device device() const override { return Device::CUDA; }
   std::string describe() const override { return describe_; }
+  int64_t peak_memory_bytes() const override { return usage_->peak.load(); }
   cudaStream_t stream() const { return stream_; }
 
   Buffer allocate(kernels::DType dtype, int64_t numel) override {
@@ -85,10 +88,14 @@ class CudaBackend final : public kernels::Backend {
                                " free of " + gib(total_b));
     }
     DYT_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, stream_));
+    const int64_t now = usage_->current += static_cast<int64_t>(bytes);
+    for (int64_t peak = usage_->peak.load(); now > peak && !usage_->peak.compare_exchange_weak(peak, now);) {
+    }
     const cudaStream_t s = stream_;
-    return Buffer(p, dtype, Device::CUDA, numel, [s](void* q) {
+    return Buffer(p, dtype, Device::CUDA, numel, [s, bytes, usage = usage_](void* q) {
       cudaStreamSynchronize(s);  // no queued kernel may still use it
       cudaFree(q);
+      usage->current -= static_cast<int64_t>(bytes);
     });
   }
   void upload(const void* host, const Tensor& dst) override {
@@ -255,6 +262,21 @@ class CudaBackend final : public kernels::Backend {
     cuda::cross_entropy(logits, targets, grad_scale, dlogits, l, stream_);
   }
 
+  void cross_entropy_stats(const Tensor& logits, const Tensor& targets,
+                           const Tensor& stats) override {
+    Tensor s = stats;
+    cuda::cross_entropy_stats(logits, targets, s, stream_);
+  }
+  void cross_entropy_grad(const Tensor& logits, const Tensor& targets, const Tensor& row,
+                          float grad_scale) override {
+    Tensor l = logits;
+    cuda::cross_entropy_grad(l, targets, row, grad_scale, stream_);
+  }
+
+  void saturation_stats(const Tensor& x, const Tensor& alpha, float threshold,
+                        const Tensor& out) override {
+    cuda::saturation_stats(x, alpha, threshold, out, stream_);
+  }
   void sum_squares(const Tensor& g, const Tensor& out) override {
     cuda::sum_squares(g, out, stream_);
   }
@@ -279,6 +301,12 @@ class CudaBackend final : public kernels::Backend {
   int device_;
   std::string describe_;
   cudaStream_t stream_ = nullptr;
+  // Bytes held by this backend's buffers now and at most; shared with each
+  // buffer's release, which may run after the backend is gone.
+  struct Usage {
+    std::atomic<int64_t> current{0}, peak{0};
+  };
+  std::shared_ptr<Usage> usage_ = std::make_shared<Usage>();
   std::unique_ptr<Gemm> gemm_;
 };
 

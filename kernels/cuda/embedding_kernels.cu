@@ -3,7 +3,8 @@
 //
 // Backward, in three steps, no float atomics:
 //  1. keys: key[i] = token << 32 | i for each position i (an id outside
-//     [0, V) gets token 0xffffffff, so it sorts last and is skipped), padded
+//     [0, V), kAbsentToken among them, gets token 0xffffffff, so it sorts
+//     last and is skipped), padded
 //     with ~0 to n2, the next power of two.
 //  2. a bitonic sort of the keys, ascending. Keys are distinct, so the order
 //     is by token, then position: a stable sort by token. Stages that fit a
@@ -23,6 +24,7 @@
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/detail.h"
 #include "kernels/cuda/embedding_ops.h"
+#include "kernels/op_params.h"
 
 namespace dyt::cuda {
 namespace detail {
@@ -72,9 +74,13 @@ __global__ void __launch_bounds__(256)
   float x[VEC];
   if (id >= 0 && id < vocab) {
     load_row<TIn, VEC>(table + int64_t{id} * d + c, x);
-  } else {  // never read outside the table; make the escape visible
+  } else {
+    // A row on another tensor-parallel rank is zero (the tp all-reduce adds
+    // the owner's row); any other id is never read outside the table, and
+    // its NaN row makes the escape visible.
+    const float fill = id == kernels::kAbsentToken ? 0.0f : __uint_as_float(0x7fc00000u);
 #pragma unroll
-    for (int i = 0; i < VEC; ++i) x[i] = __uint_as_float(0x7fc00000u);
+    for (int i = 0; i < VEC; ++i) x[i] = fill;
   }
   store_row<TOut, VEC>(out + r * d + c, x);
 }

@@ -9,10 +9,13 @@
 // std::invalid_argument "<op>: <what>" before any work is queued; CUDA
 // failures throw CudaError.
 //
-// Token ids outside [0, V): the host loader validates ids before they reach a
-// device (the CPU ops throw), so here they can only come from a bug. They
-// never cause an access outside the tensors: the forward writes a NaN row
-// (the loss then shows it), the backward skips the row.
+// kernels::kAbsentToken (−1) is a row on another tensor-parallel rank (the
+// vocab-parallel embedding): the forward writes a zero row, the backward
+// adds nothing for it, as the CPU ops do.
+// Other token ids outside [0, V): the host loader validates ids before they
+// reach a device (the CPU ops throw), so here they can only come from a bug.
+// They never cause an access outside the tensors: the forward writes a NaN
+// row (the loss then shows it), the backward skips the row.
 #pragma once
 
 #include <cuda_runtime_api.h>

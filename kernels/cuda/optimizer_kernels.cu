@@ -75,43 +75,72 @@ constexpr int64_t kChunk = kSumSquaresChunk;
 constexpr int kSsThreads = 256, kSsUnroll = 8;
 static_assert(kChunk % 8 == 0 && kSsThreads % 32 == 0);
 
+// With kCount, the same pass counts the chunk's elements with |α·x| > threshold
+// (saturation_stats); T is float or bf16, read as float (exact), so the sum
+// of squares is that of the values the CPU would see.
+template <class T, bool kCount>
 __global__ void __launch_bounds__(kSsThreads)
-    chunk_sums_kernel(const float* __restrict__ g, int64_t n, int64_t chunks,
-                      double* __restrict__ part) {
+    chunk_sums_kernel(const T* __restrict__ g, int64_t n, int64_t chunks,
+                      double* __restrict__ part, const float* __restrict__ alpha_ptr,
+                      float threshold, unsigned* __restrict__ counts) {
+  const float alpha = kCount ? *alpha_ptr : 0.0f;
   const int64_t t = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
   const int64_t c = t / 8;
   const int k = static_cast<int>(t % 8);
   double acc = 0.0;
+  unsigned count = 0;
   if (c < chunks) {  // threads past the last chunk still join the shuffles
-    const float* base = g + c * kChunk;
+    const T* base = g + c * kChunk;
     const int64_t len = n - c * kChunk < kChunk ? n - c * kChunk : kChunk;
     int64_t i = k;
     for (; i + 8 * (kSsUnroll - 1) < len; i += 8 * kSsUnroll) {
       float x[kSsUnroll];
 #pragma unroll
-      for (int u = 0; u < kSsUnroll; ++u) x[u] = base[i + 8 * u];
+      for (int u = 0; u < kSsUnroll; ++u) x[u] = to_f32(base[i + 8 * u]);
 #pragma unroll
-      for (int u = 0; u < kSsUnroll; ++u) acc += static_cast<double>(x[u]) * x[u];
+      for (int u = 0; u < kSsUnroll; ++u) {
+        acc += static_cast<double>(x[u]) * x[u];
+        if (kCount) count += fabsf(alpha * x[u]) > threshold;
+      }
     }
     for (; i < len; i += 8) {
-      const double x = base[i];
-      acc += x * x;
+      const float x = to_f32(base[i]);
+      acc += static_cast<double>(x) * x;
+      if (kCount) count += fabsf(alpha * x) > threshold;
     }
   }
   acc += __shfl_xor_sync(0xffffffffu, acc, 1);
   acc += __shfl_xor_sync(0xffffffffu, acc, 2);
   acc += __shfl_xor_sync(0xffffffffu, acc, 4);
-  if (k == 0 && c < chunks) part[c] = acc;
+  if (kCount) {
+    count += __shfl_xor_sync(0xffffffffu, count, 1);
+    count += __shfl_xor_sync(0xffffffffu, count, 2);
+    count += __shfl_xor_sync(0xffffffffu, count, 4);
+  }
+  if (k == 0 && c < chunks) {
+    part[c] = acc;
+    if (kCount) counts[c] = count;
+  }
 }
 
 // The chunk sums in index order from 0, by one thread (the CPU's serial loop).
+// With counts (saturation_stats), out[0] += the total and out[1] += the
+// counts' sum (exact: integers) instead.
 __global__ void __launch_bounds__(32)
-    chunks_total_kernel(const double* __restrict__ part, int64_t chunks, double* __restrict__ out) {
+    chunks_total_kernel(const double* __restrict__ part, int64_t chunks, double* __restrict__ out,
+                        const unsigned* __restrict__ counts) {
   if (threadIdx.x != 0) return;
   double total = 0.0;
 #pragma unroll 8
   for (int64_t c = 0; c < chunks; ++c) total += part[c];
-  *out = total;
+  if (!counts) {
+    *out = total;
+    return;
+  }
+  unsigned long long n = 0;
+  for (int64_t c = 0; c < chunks; ++c) n += counts[c];
+  out[0] += total;
+  out[1] += static_cast<double>(n);
 }
 
 // ---- scale ----------------------------------------------------------------------------
@@ -223,11 +252,49 @@ void sum_squares(const Tensor& g, const Tensor& out, cudaStream_t stream, const 
   require(blocks <= kMaxGridX, op, std::to_string(n) + " elements are more than one call can sum");
   double* part = static_cast<double*>(workspace(op, sum_squares_workspace_bytes(n), stream, ws));
   if (chunks > 0) {
-    chunk_sums_kernel<<<static_cast<unsigned>(blocks), kSsThreads, 0, stream>>>(g.f32(), n, chunks,
-                                                                              part);
+    chunk_sums_kernel<float, false><<<static_cast<unsigned>(blocks), kSsThreads, 0, stream>>>(
+        g.f32(), n, chunks, part, nullptr, 0.0f, nullptr);
     DYT_CUDA_CHECK_LAUNCH();
   }
-  chunks_total_kernel<<<1, 32, 0, stream>>>(part, chunks, out.f64());
+  chunks_total_kernel<<<1, 32, 0, stream>>>(part, chunks, out.f64(), nullptr);
+  DYT_CUDA_CHECK_LAUNCH();
+}
+
+size_t saturation_stats_workspace_bytes(int64_t n) {
+  return n <= 0 ? 0
+               : static_cast<size_t>(detail::ceil_div(n, detail::kChunk)) *
+                     (sizeof(double) + sizeof(unsigned));
+}
+
+void saturation_stats(const Tensor& x, const Tensor& alpha, float threshold, const Tensor& out,
+                      cudaStream_t stream, const Workspace* ws) {
+  using namespace detail;
+  const char* op = "saturation_stats";
+  const DType dt = act_dtype(op, "x", x);
+  const int64_t n = x.numel();
+  require_f32(op, "alpha", alpha, 1, /*vector=*/false);
+  require(out.dtype == DType::F64 && out.numel() == 2, op,
+          "out must be F64 [2], not " + std::string(kernels::dtype_name(out.dtype)) + " " +
+              kernels::shape_text(out));
+  require(out.device == kernels::Device::CUDA && out.data != nullptr, op,
+          "out must be a CUDA tensor with data");
+  const int64_t chunks = n <= 0 ? 0 : ceil_div(n, kChunk);
+  const int64_t blocks = ceil_div(chunks * 8, kSsThreads);
+  require(blocks <= kMaxGridX, op, std::to_string(n) + " elements are more than one call can sum");
+  char* space = static_cast<char*>(workspace(op, saturation_stats_workspace_bytes(n), stream, ws));
+  double* part = reinterpret_cast<double*>(space);
+  unsigned* counts = reinterpret_cast<unsigned*>(space + chunks * sizeof(double));
+  if (chunks > 0) {
+    const auto launch = [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      chunk_sums_kernel<T, true><<<static_cast<unsigned>(blocks), kSsThreads, 0, stream>>>(
+          static_cast<const T*>(x.data), n, chunks, part, alpha.f32(), threshold, counts);
+    };
+    if (dt == DType::F32) launch(Tag<float>{});
+    else launch(Tag<bf16>{});
+    DYT_CUDA_CHECK_LAUNCH();
+  }
+  chunks_total_kernel<<<1, 32, 0, stream>>>(part, chunks, out.f64(), counts);
   DYT_CUDA_CHECK_LAUNCH();
 }
 

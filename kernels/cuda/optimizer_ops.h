@@ -54,6 +54,15 @@ void sum_squares(const Tensor& g, const Tensor& out, cudaStream_t stream,
                  const Workspace* ws = nullptr);
 size_t sum_squares_workspace_bytes(int64_t n);
 
+// out (F64 [2]) += (Σ x², #{i : |α·x_i| > threshold}) over x (F32 or
+// BF16, any rank), α an F32 [1] on the device: the Σ x² of sum_squares (the
+// same chunks and order, on the values as floats) and the count exact; α·x is
+// one fp32 multiply. Bitwise equal to the CPU backend's saturation_stats. ws:
+// at least saturation_stats_workspace_bytes(numel), or nullptr.
+void saturation_stats(const Tensor& x, const Tensor& alpha, float threshold, const Tensor& out,
+                      cudaStream_t stream, const Workspace* ws = nullptr);
+size_t saturation_stats_workspace_bytes(int64_t n);
+
 // g ← g · factor (F32; one fp32 multiply per element, like trainer::clip_grads).
 void scale_inplace(const Tensor& g, float factor, cudaStream_t stream);
 

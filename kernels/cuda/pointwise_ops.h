@@ -1,6 +1,6 @@
 // The CUDA implementation of the pointwise and per-row ops of a training step
 // other than the norms: RoPE, SwiGLU, the embedding scale, the F32 ↔ BF16
-// conversion and the fused cross-entropy. Each mirrors its op in
+// conversion, the fused cross-entropy and its vocab-parallel halves. Each mirrors its op in
 // kernels/cpu_ops.h, its reference (tests/kernels/cuda/test_pointwise_cuda.cc);
 // docs/cuda_kernels.md describes layouts and reduction orders.
 //
@@ -76,5 +76,27 @@ void cross_entropy(const Tensor& logits, const Tensor& targets, float grad_scale
                    const Tensor* dlogits, Tensor& loss_sum, cudaStream_t stream,
                    const Workspace* ws = nullptr);
 size_t cross_entropy_workspace_bytes(int64_t rows);
+
+// ---- vocab-parallel cross-entropy: the two halves around the tp all-gather ------------
+// kernels/backend.h states the contract; the CPU ops (cpu::cross_entropy_stats,
+// cpu::cross_entropy_grad) are the reference. logits [N, V] are this rank's
+// vocabulary slice (F32 or BF16), targets I32 [N] in its own ids, with
+// kernels::kAbsentToken (−1) for a target on another rank. Rows, threads and
+// the vector path are chosen as cross_entropy's, and the arithmetic is its
+// (the same device functions), so at tp = 1 the gradient is cross_entropy's
+// to the bit. No workspace, no host synchronization.
+//
+// stats [N, 3] F64 (N·3 elements, device): per row (M, S, l[target]) with
+// M the max, S = Σ_j exp(l_j − M) (cross_entropy's sum), l[target] 0 for
+// kAbsentToken. Any other target outside [0, V) gives NaN there (never an
+// index: the combined loss shows the bug).
+void cross_entropy_stats(const Tensor& logits, const Tensor& targets, Tensor& stats,
+                         cudaStream_t stream);
+// In place: logits ← grad_scale·(exp(l − M)/S − onehot) with row [N, 2] F64
+// = (M, S) of the whole vocabulary; the target's entry, when it is in
+// [0, V), grad_scale·(exp(l_t − M − log S) − 1) in double. kAbsentToken (and
+// any id outside [0, V)) subtracts nothing.
+void cross_entropy_grad(Tensor& logits, const Tensor& targets, const Tensor& row,
+                        float grad_scale, cudaStream_t stream);
 
 }  // namespace dyt::cuda

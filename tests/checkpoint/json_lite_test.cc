@@ -58,6 +58,24 @@ TEST(JsonLite, RejectsMalformedInput) {
   }
 }
 
+// A Hugging Face config.json has reals (rms_norm_eps 1e-05); headers never do.
+TEST(JsonLite, RealsOnlyWhenAsked) {
+  const Numbers reals = Numbers::kRealsToo;
+  EXPECT_EQ(parse("1e-05", reals).as_number(), 1e-05);
+  EXPECT_EQ(parse("-0.25", reals).as_number(), -0.25);
+  EXPECT_EQ(parse("10000.0", reals).kind(), Value::Kind::kReal);
+  EXPECT_EQ(parse("2.5E+3", reals).as_number(), 2500.0);
+  EXPECT_EQ(parse("12", reals).as_int(), 12);  // integers stay integers
+  EXPECT_EQ(parse("12", reals).as_number(), 12.0);
+  const Value v = parse("{\"rms_norm_eps\": 1e-05, \"heads\": 4}", reals);
+  EXPECT_EQ(v.find("rms_norm_eps")->as_number(), 1e-05);
+  EXPECT_EQ(v.find("heads")->as_int(), 4);
+  for (const char* bad : {"1.", ".5", "1e", "1e+", "01.5", "-.5", "1.5.2", "1e400", "--1", "1.e3"})
+    EXPECT_THROW(parse(bad, reals), JsonError) << "input: " << bad;
+  EXPECT_THROW(parse("1.5"), JsonError);  // the default stays integers only
+  EXPECT_THROW(parse("1.5", reals).as_int(), std::logic_error);
+}
+
 TEST(JsonLite, ErrorsCarryTheOffset) {
   try {
     parse("{\"a\": 1, \"a\": 2}");

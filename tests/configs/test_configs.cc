@@ -80,10 +80,12 @@ TEST(ShippedConfigs, TinyIsACpuRun) {
   EXPECT_EQ(kv_heads(c.model()), 2);
   EXPECT_EQ(head_dim(c.model()), 32);
   EXPECT_EQ(warmup_steps(c.train()), 30);
+  // α₀ set in the file (the width rule would clamp width 128 to 1.0; issue 12).
   const AlphaInitValues a = resolve_alpha(c.model());
-  EXPECT_EQ(a.attention, 1.0);
-  EXPECT_EQ(a.ffn, 1.0);
-  EXPECT_EQ(a.final, 1.0);
+  EXPECT_EQ(a.attention, 6.0);
+  EXPECT_EQ(a.ffn, 6.0);
+  EXPECT_EQ(a.final, 6.0);
+  EXPECT_EQ(width_rule_alpha(128, true), 1.0);
   EXPECT_TRUE(embed_scale_on(c.model()));
 }
 
@@ -142,7 +144,7 @@ TEST(Overrides, ScalarsEnumsStringsNestedInOrder) {
   EXPECT_EQ(c.model().norm(), RMSNORM);
   EXPECT_FALSE(embed_scale_on(c.model()));
   EXPECT_EQ(c.model().alpha_init().attention(), 0.5);
-  EXPECT_FALSE(c.model().alpha_init().has_ffn());
+  EXPECT_EQ(c.model().alpha_init().ffn(), 6.0);  // the file's, untouched by the override
   EXPECT_EQ(c.train().run_dir(), "runs/other");
   EXPECT_EQ(c.data().tokenizer(), "quoted.model");
   EXPECT_EQ(c.train().steps(), 200);  // later overrides win
@@ -287,6 +289,15 @@ TEST(Loading, EveryBadConfigIsRefusedNamingTheField) {
 
 TEST(Validate, SmallConfigIsValid) { EXPECT_TRUE(validate(small()).empty()); }
 
+// Fewer KV heads than tensor-parallel ranks: each is replicated over
+// tp / n_kv_heads ranks (70B's 8 KV heads at tp 16).
+TEST(Validate, KvHeadsReplicatedWhenFewerThanTp) {
+  RunConfig c = small();
+  c.mutable_model()->set_n_kv_heads(2);
+  c.mutable_parallel()->set_tp(4);
+  EXPECT_TRUE(validate(c).empty());
+}
+
 TEST(Validate, EachRuleNamesItsField) {
   struct Case {
     std::function<void(RunConfig&)> mutate;
@@ -342,8 +353,13 @@ TEST(Validate, EachRuleNamesItsField) {
       {[](RunConfig& c) { c.mutable_parallel()->set_dp(0); }, "parallel.dp"},
       {[](RunConfig& c) { c.mutable_parallel()->set_tp(0); }, "parallel.tp"},
       {[](RunConfig& c) { c.mutable_parallel()->set_tp(8); }, "parallel.tp: 8 does not divide model.n_heads"},
-      {[](RunConfig& c) { c.mutable_model()->set_n_kv_heads(2); c.mutable_parallel()->set_tp(4); },
-       "parallel.tp: 4 does not divide the KV heads"},
+      {[](RunConfig& c) {
+         c.mutable_model()->set_d_model(96);
+         c.mutable_model()->set_n_heads(6);
+         c.mutable_model()->set_n_kv_heads(3);
+         c.mutable_parallel()->set_tp(2);
+       },
+       "parallel.tp: 2 does not divide the KV heads"},
       {[](RunConfig& c) { c.mutable_model()->set_ffn_hidden(130); c.mutable_parallel()->set_tp(4); },
        "parallel.tp: 4 does not divide model.ffn_hidden"},
       {[](RunConfig& c) { c.mutable_model()->set_vocab_size(258); c.mutable_parallel()->set_tp(4); },
@@ -505,8 +521,13 @@ TEST(Derived, ResolvedWritesEverythingOutAndRoundTrips) {
   EXPECT_EQ(r.model().n_kv_heads(), 2);
   EXPECT_TRUE(r.model().has_embed_scale());
   EXPECT_TRUE(r.model().embed_scale());
-  EXPECT_TRUE(r.model().alpha_init().has_attention());
-  EXPECT_EQ(r.model().alpha_init().final(), 1.0);
+  EXPECT_EQ(r.model().alpha_init().final(), 6.0);  // tiny's own
+  // Without α₀ in the file, the width rule's values are written out.
+  RunConfig bare = c;
+  bare.mutable_model()->clear_alpha_init();
+  const RunConfig rb = resolved(bare);
+  EXPECT_TRUE(rb.model().alpha_init().has_attention());
+  EXPECT_EQ(rb.model().alpha_init().final(), 1.0);
   EXPECT_EQ(r.train().warmup_steps(), 30);
   EXPECT_TRUE(r.train().has_adam_eps());
   EXPECT_EQ(r.train().adam_eps(), 1e-8);

@@ -101,6 +101,45 @@ put("manifest", "compact", 'format_version:1 progress{step:1 optimizer_steps:1} 
     'tensors{name:"a" shape:[2,3] dtype:"F32" file:"tensors.safetensors"} '
     'tensors{name:"b" shape:[1] dtype:"F32" file:"tensors.safetensors"}')
 
+# Format 2 (as save_checkpoint prints it): the same tensors as pieces.
+manifest2 = """format_version: 2
+progress {
+  step: 1
+  optimizer_steps: 1
+  skipped_steps: 0
+  nonfinite_in_a_row: 0
+}
+run_config: ""
+tensors {
+  name: "a"
+  shape: 2
+  shape: 3
+  dtype: "F32"
+  pieces {
+    file: "tensors.safetensors"
+    key: "a"
+    offset: 0
+    offset: 0
+    extent: 2
+    extent: 3
+  }
+}
+tensors {
+  name: "b"
+  shape: 1
+  dtype: "F32"
+  pieces {
+    file: "tensors.safetensors"
+    key: "b"
+    offset: 0
+    extent: 1
+  }
+}
+ranks: 1
+"""
+put("manifest", "v2-pieces", manifest2)
+put("manifest", "v2-overlap", manifest2.replace("shape: 2\n  shape: 3", "shape: 3\n  shape: 3"))
+
 # ---- configs: chunk 0 is the file, further NUL-separated chunks are argv
 for name in ["tiny", "llama7b", "llama70b"]:
     put("config", name, (ROOT / "configs" / (name + ".pbtxt")).read_text())

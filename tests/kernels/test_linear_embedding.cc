@@ -1,6 +1,10 @@
 // Linear layer, token embedding, embedding scale and residual add.
 #include "tests/kernels/test_util.h"
 
+#include <climits>
+
+#include "kernels/op_params.h"
+
 namespace dyt::test {
 namespace {
 
@@ -89,7 +93,8 @@ TEST(Embedding, BackwardAccumulatesRepeatedTokens) {
 TEST(Embedding, OutOfRangeTokenThrows) {
   Vec table = random_vec(V * D, 13), out(2 * D, 0.0f);
   Tensor tout = view(out, {2, D});
-  for (int32_t bad : {-1, int32_t(V), 1 << 30}) {
+  // -1 is kAbsentToken (a row on another tensor-parallel rank), not an error.
+  for (int32_t bad : {-2, int32_t(V), 1 << 30, INT32_MIN}) {
     std::vector<int32_t> tok = {1, bad};
     expect_invalid(
         [&] {
@@ -101,6 +106,25 @@ TEST(Embedding, OutOfRangeTokenThrows) {
                    "embedding_backward");
   }
   for (float v : out) EXPECT_EQ(v, 0.0f) << "a failed lookup must not write";
+}
+
+// Vocab-parallel: kAbsentToken looks up a zero row and adds nothing back.
+TEST(Embedding, AbsentTokenIsZeroAndAddsNothing) {
+  const Vec table = random_vec(V * D, 16), dout = random_vec(3 * D, 17);
+  Vec out(3 * D, 1.0f), dtable(V * D, 0.5f);
+  const std::vector<int32_t> tok = {2, kernels::kAbsentToken, 2};
+  Tensor tout = view(out, {3, D}), tdt = view(dtable, {V, D});
+  cpu::embedding_forward(ids(tok, {3}), view(table, {V, D}), tout);
+  for (int64_t c = 0; c < D; ++c) {
+    EXPECT_EQ(out[D + c], 0.0f);
+    EXPECT_EQ(out[c], table[2 * D + c]);
+  }
+  cpu::embedding_backward(ids(tok, {3}), view(dout, {3, D}), tdt);
+  for (int64_t r = 0; r < V; ++r)
+    for (int64_t c = 0; c < D; ++c) {
+      const float want = r == 2 ? (0.5f + dout[c]) + dout[2 * D + c] : 0.5f;
+      EXPECT_EQ(dtable[r * D + c], want) << r << "," << c;
+    }
 }
 
 TEST(Scale, ForwardAndBackward) {

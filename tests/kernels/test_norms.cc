@@ -148,5 +148,45 @@ INSTANTIATE_TEST_SUITE_P(Norms, DynamicAct,
                                   (std::get<1>(info.param) ? "_Bias" : "_NoBias");
                          });
 
+// The health statistic of a DyT input (trainer/norm_health.h): Σ x² bit for
+// bit as sum_squares sums it (and within 1e-12 of a long-double sum), the
+// count of |α·x| > threshold exactly a scalar loop's, on 1 and 3 threads,
+// across the sum's chunks (kSumSquaresChunk); an element on the threshold is
+// not counted, and a NaN is not counted but makes the sum NaN.
+TEST(SaturationStats, SumOfSquaresAndCountMatchLoops) {
+  const int64_t c = kernels::kSumSquaresChunk;
+  const float alpha = 0.75f, threshold = 3.0f;
+  for (int64_t n : {int64_t{1}, int64_t{33}, c - 1, c + 1, 3 * c + 7}) {
+    Vec x = random_vec(static_cast<size_t>(n), 11, -8, 8);
+    x[0] = 4.0f;  // α·x = 3 exactly
+    long double ref = 0;
+    int64_t count = 0;
+    for (float v : x) {
+      ref += static_cast<long double>(v) * v;
+      count += std::fabs(alpha * v) > threshold;
+    }
+    if (n > 1) ASSERT_GT(count, 0);  // the random values do saturate (n = 1 holds only the threshold)
+    for (int threads : {1, 3}) {
+      omp_set_num_threads(threads);
+      double sum_sq = -1;
+      int64_t saturated = -1;
+      cpu::saturation_stats(view(x, {n}), alpha, threshold, &sum_sq, &saturated);
+      EXPECT_EQ(saturated, count) << "n = " << n << ", threads " << threads;
+      EXPECT_EQ(sum_sq, cpu::sum_squares(x.data(), n)) << "n = " << n;
+      EXPECT_LE(std::fabs(static_cast<double>((sum_sq - ref) / ref)), 1e-12) << "n = " << n;
+    }
+    omp_set_num_threads(omp_get_num_procs());
+    if (n > 2) {
+      const bool was_counted = std::fabs(alpha * x[1]) > threshold;
+      x[1] = std::nanf("");
+      double sum_sq = 0;
+      int64_t saturated = 0;
+      cpu::saturation_stats(view(x, {n}), alpha, threshold, &sum_sq, &saturated);
+      EXPECT_TRUE(std::isnan(sum_sq)) << "n = " << n;
+      EXPECT_EQ(saturated, count - was_counted) << "n = " << n;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace dyt::test

@@ -52,6 +52,7 @@ def main():
     failures += check_zero1(binary, config_dir)
     failures += check_sequence_parallel(binary, config_dir)
     failures += check_comm(binary, config_dir)
+    failures += check_cli(binary, config_dir)
     for f in failures:
         print("FAIL:", f)
     sys.exit(1 if failures else 0)
@@ -75,7 +76,8 @@ def check_zero1(binary, config_dir):
 
 
 def check_sequence_parallel(binary, config_dir):
-    """SP takes (1 - 1/tp) of the norm-region tensors off one rank's arena."""
+    """SP takes (1 - 1/tp) of the norm-region tensors off one rank's arena and adds
+    three full-row [N, d] buffers (gathered input, partial output, gathered gradient)."""
     failures = []
     cfg = f"{config_dir}/llama70b.pbtxt"
     B, T, d, L, tp = 1, 4096, 8192, 80, 8
@@ -87,12 +89,12 @@ def check_sequence_parallel(binary, config_dir):
     for key, sets in (("activation_bytes", L), ("activation_recompute_bytes", 1)):
         # layer inputs (L + 1), a1/x_mid/a2 per kept set, final_a, dresid, dnorm; bf16.
         region = ((L + 1) + 3 * sets + 3) * nd * 2
-        want = off[key] - (region - region // tp)
+        want = off[key] - (region - region // tp) + 3 * nd * 2
         print(f"sp {key}: {off[key]:,} -> {on[key]:,} (norm region {region:,} / {tp})")
         if on[key] != want:
             failures.append(f"sequence parallel {key}: {on[key]} != {want}")
-    if on["sp_gather_bytes"] != nd * 2 or off["sp_gather_bytes"] != 0:
-        failures.append(f"sequence parallel gather buffer {on['sp_gather_bytes']} != {nd * 2}")
+    if on["sp_gather_bytes"] != 3 * nd * 2 or off["sp_gather_bytes"] != 0:
+        failures.append(f"sequence parallel gather buffers {on['sp_gather_bytes']} != {3 * nd * 2}")
     return failures
 
 
@@ -113,23 +115,61 @@ def check_comm(binary, config_dir):
         failures.append(f"plain dp volume {comm_total(plain, 'dp')} != {want}")
     z = plan(binary, cfg, *base, "parallel.zero1=true")
     c = -(-n // 8)
-    want = 7 * c * 4 + 7 * c * 2 + 8 + 8  # reduce-scatter fp32, all-gather bf16, norm, loss
+    want = 7 * c * 4 + 7 * c * 4 + 8 + 8  # reduce-scatter fp32, all-gather fp32 master, norm, loss
     print(f"dp 8 ZeRO-1: {comm_total(z, 'dp'):,} bytes (want {want:,})")
     if comm_total(z, "dp") != want:
         failures.append(f"ZeRO-1 dp volume {comm_total(z, 'dp')} != {want}")
     if comm_total(plain, "tp") != 0:
         failures.append("tp 1 has tp traffic")
     # tp 2 without SP: (4 per block + embedding + LM head) all-reduces of N·d bf16,
-    # plus the cross-entropy's 3 of N fp32, per micro-batch.
+    # plus the cross-entropy's all-gather of 3 f64 per row, per micro-batch.
     t = plan(binary, cfg, "train.device=CUDA", "train.precision=BF16", "parallel.tp=2",
              "parallel.dp=8", "parallel.sequence_parallel=false", "train.recompute=false",
              "train.micro_batch=1", "train.seq_len=4096", "train.global_batch_tokens=1048576")
     micro = 1048576 // (4096 * 8)
     N, d, L = 4096, 4096, 32
-    want = micro * ((4 * L + 2) * (N * d * 2) + 3 * N * 4)  # 2·(p−1)/p = 1 at p = 2
+    # All-reduce at p = 2 moves 2·(p−1)/p = 1 times its bytes; the all-gather (p−1) = 1 times a rank's.
+    # Once per step: the all-reduce of the owned blocks' squared gradient norm (one f64).
+    want = micro * ((4 * L + 2) * (N * d * 2) + 3 * N * 8) + 8
     print(f"tp 2: {comm_total(t, 'tp'):,} bytes per step (want {want:,})")
     if comm_total(t, "tp") != want:
         failures.append(f"tp 2 volume {comm_total(t, 'tp')} != {want}")
+    return failures
+
+
+def run(binary, *args):
+    return subprocess.run([binary, *args], capture_output=True, text=True)
+
+
+def check_cli(binary, config_dir):
+    """The hardware options and the layout search, end to end: bad options
+    exit 2 naming the option, no fitting layout exits 1, and the search's
+    pick, fed back as --set overrides, predicts the tokens/s its table shows."""
+    failures = []
+    cfg = f"{config_dir}/llama7b.pbtxt"
+    for args, word in ((["--gpu", "b200"], "--gpu"), (["--ib-gbps", "0"], "--ib-gbps"),
+                       (["--nvlink-gbs", "fast"], "--nvlink-gbs"), (["--gpus-per-node", "0"], "--gpus-per-node"),
+                       (["--gpus", "0"], "--gpus"), (["--top", "3"], "--top")):
+        r = run(binary, "--config", cfg, *args)
+        print(f"{' '.join(args)}: exit {r.returncode}: {r.stderr.strip()}")
+        if r.returncode != 2 or word not in r.stderr:
+            failures.append(f"{args}: exit {r.returncode}, stderr {r.stderr!r} (want 2 naming {word})")
+    r = run(binary, "--config", f"{config_dir}/llama70b.pbtxt", "--gpus", "8")
+    if r.returncode != 1 or "no layout" not in r.stderr:
+        failures.append(f"70B on 8 GPUs: exit {r.returncode}, stderr {r.stderr!r} (want 1, no layout)")
+    r = run(binary, "--config", cfg, "--gpus", "64", "--top", "3")
+    lines = r.stdout.splitlines()
+    rows = [l for l in lines if l.startswith("  tp ")]
+    pick = [l for l in lines if l.strip().startswith("--set")]
+    if r.returncode != 0 or len(rows) != 3 or len(pick) != 1:
+        return failures + [f"search on 64 GPUs: exit {r.returncode}, output {r.stdout!r}"]
+    sets = pick[0].split()[1::2]
+    p = plan(binary, cfg, *sets)["step_time"]
+    shown = float(rows[0].split()[-3])
+    print(f"search pick {' '.join(sets)}: {shown:.0f} tokens/s/GPU in the table, "
+          f"{p['tokens_per_s_per_gpu']:.0f} from dyt-plan --json")
+    if abs(p["tokens_per_s_per_gpu"] - shown) > 0.5:
+        failures.append(f"search pick predicts {p['tokens_per_s_per_gpu']} tokens/s/GPU, table shows {shown}")
     return failures
 
 

@@ -5,9 +5,11 @@
 
 Two runs (α₀ attention 0.8 with lr 3e-3, and with lr 1e30): both start, the
 first finishes, the second diverges and is marked so in sweep.md and
-sweep.jsonl (a divergence is a result: exit 0); each run's config holds its
+sweep.jsonl (a divergence is a result: exit 0) and in the heatmap beside them
+(sweep_plot.json), the loss curves and α drawn as PNGs; each run's config holds its
 α₀; the same command again continues rather than restarts (the finished run
-resumes after its last step); a bad value stops the sweep before any run,
+resumes after its last step); the run through `--launcher mpirun --np 2`
+(parallel.dp=2) ends with the one-process loss to 1e-6; a bad value stops the sweep before any run,
 naming the run and the field (exit 2).
 """
 import argparse
@@ -18,12 +20,12 @@ import subprocess
 import sys
 
 
-def sweep(args, out, spec, expect_rc):
+def sweep(args, out, spec, expect_rc, extra=()):
     cmd = [args.sweep, "--config", args.config,
            "--set", f"data.train_shards={args.data}/train_*.bin",
            "--set", f"data.val_shards={args.data}/val_*.bin",
            "--set", "train.steps=3", "--set", "train.eval_every=3", "--set", "train.warmup_steps=0",
-           "--set", "train.max_nonfinite_steps=2", "--sweep", spec, "--out", out, "--jobs", "2"]
+           "--set", "train.max_nonfinite_steps=2", "--sweep", spec, "--out", out, "--jobs", "2", *extra]
     print("+", " ".join(cmd), flush=True)
     p = subprocess.run(cmd, capture_output=True, text=True)
     print(p.stdout[-3000:], p.stderr[-3000:], sep="\n")
@@ -34,7 +36,7 @@ def sweep(args, out, spec, expect_rc):
 
 def main():
     ap = argparse.ArgumentParser()
-    for a in ("--sweep", "--config", "--data", "--work"):
+    for a in ("--sweep", "--config", "--data", "--work", "--mpirun"):
         ap.add_argument(a, required=True)
     args = ap.parse_args()
     out = os.path.join(args.work, "sweep")
@@ -53,6 +55,13 @@ def main():
     table = open(os.path.join(out, "sweep.md")).read()
     if "**diverged**" not in table or table.index("finished") > table.index("**diverged**"):
         sys.exit("FAIL: sweep.md should list the finished run first and mark the divergence")
+    for png in ("sweep_heatmap.png", "sweep_losses.png", "attention=0.8_lr=0.003/alpha.png"):
+        with open(os.path.join(out, png), "rb") as f:
+            if f.read(8) != b"\x89PNG\r\n\x1a\n":
+                sys.exit(f"FAIL: dyt-sweep should draw {png}")
+    cells = {c["x"]: c for c in json.load(open(os.path.join(out, "sweep_plot.json")))["cells"]}
+    if cells["1e30"]["mark"] != "x" or cells["0.003"]["val_loss"] != good["val_loss"]:
+        sys.exit(f"FAIL: the heatmap should mark the diverged cell and show the finished one's loss: {cells}")
     cfg = open(os.path.join(out, "attention=0.8_lr=0.003", "config.pbtxt")).read()
     if "attention: 0.8" not in cfg:
         sys.exit("FAIL: the run's config does not hold its α₀")
@@ -61,6 +70,18 @@ def main():
     log = open(os.path.join(out, "attention=0.8_lr=0.003", "train.log")).read()
     if "resumed after 3" not in log:
         sys.exit("FAIL: the finished run should resume after its last step, not start over")
+
+    # Through mpirun: the same run as two data-parallel ranks, equal to rounding.
+    mpi_out = os.path.join(args.work, "sweep_mpirun")
+    shutil.rmtree(mpi_out, ignore_errors=True)
+    sweep(args, mpi_out, "model.alpha_init.attention=0.8;train.lr=0.003", 0,
+          ["--launcher", "mpirun", "--np", "2", "--mpirun", args.mpirun, "--mpirun-args=--oversubscribe",
+           "--set", "parallel.dp=2", "--no-plot"])
+    mpi = json.loads(open(os.path.join(mpi_out, "sweep.jsonl")).readline())
+    mpi_log = open(os.path.join(mpi_out, "attention=0.8_lr=0.003", "train.log")).read()
+    if mpi["status"] != "finished" or "2 data-parallel ranks" not in mpi_log \
+            or abs(mpi["train_loss"] - good["train_loss"]) > 1e-6 * good["train_loss"]:
+        sys.exit(f"FAIL: the mpirun run should finish on 2 ranks with the one-process loss to 1e-6: {mpi}, {good}")
 
     bad_out = os.path.join(args.work, "sweep_bad")
     shutil.rmtree(bad_out, ignore_errors=True)

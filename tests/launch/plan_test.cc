@@ -41,7 +41,7 @@ TEST(Plan, EqualsMemoryNeedAtOneRank) {
 TEST(Plan, ShardDimsMatchSplitCounts) {
   const auto cfg = load("llama70b", {"parallel.tp=8"});
   const MemoryPlan p = plan_memory(cfg);
-  const auto rank = trainer::ParamLayout(shard_dims(trainer::model_dims(cfg.model()), 8));
+  const auto rank = trainer::ParamLayout(trainer::model_dims(cfg.model()), {0, 8});
   EXPECT_EQ(rank.parameters(), p.parameters_per_rank);
   EXPECT_EQ(rank.total(), p.buffer_elements);
 }

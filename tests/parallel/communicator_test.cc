@@ -34,13 +34,18 @@ TEST(LocalCommunicator, CountsCallsButNoBytes) {
   c.allgather(f.data(), g.data(), 10);
   c.allreduce_max(3);
   c.barrier();
+  int64_t word = 7;
+  c.broadcast(&word, sizeof word, 0);
   const CommStats& s = c.stats();
   EXPECT_EQ(s[Collective::allreduce_sum], (Traffic{2, 0, 0}));
   EXPECT_EQ(s[Collective::reduce_scatter_sum], (Traffic{1, 0, 0}));
   EXPECT_EQ(s[Collective::allgather], (Traffic{1, 0, 0}));
   EXPECT_EQ(s[Collective::allreduce_max], (Traffic{1, 0, 0}));
   EXPECT_EQ(s[Collective::barrier], (Traffic{1, 0, 0}));
-  EXPECT_EQ(s.total().calls, 6u);
+  EXPECT_EQ(s[Collective::broadcast], (Traffic{1, 0, 0}));
+  EXPECT_EQ(word, 7);  // a group of one broadcasts to itself
+  EXPECT_EQ(s.total().calls, 7u);
+  EXPECT_FALSE(c.device_buffers());
 }
 
 TEST(CommStats, AStepIsTheDifferenceOfTwoSnapshots) {
@@ -71,6 +76,32 @@ TEST(Traffic, RingFigureWhenRanksDivideTheBuffer) {
   EXPECT_EQ(reduce_scatter_traffic(5, 4, 3), (Traffic{1, 40, 40}));
   EXPECT_EQ(allgather_traffic(5, 8, 4), (Traffic{1, 120, 120}));
   EXPECT_EQ(allreduce_max_traffic(3), (Traffic{1, 16, 16}));
+}
+
+TEST(Traffic, BroadcastIsSentByTheRootAndReceivedByTheOthers) {
+  // 100 bytes over 4 ranks from root 2: the root sends 3 copies, the others receive one.
+  EXPECT_EQ(broadcast_traffic(100, 4, 2, 2), (Traffic{1, 300, 0}));
+  for (int r : {0, 1, 3}) EXPECT_EQ(broadcast_traffic(100, 4, r, 2), (Traffic{1, 0, 100}));
+  EXPECT_EQ(broadcast_traffic(100, 1, 0, 0), (Traffic{1, 0, 0}));
+}
+
+TEST(Communicator, BroadcastRefusesARootOutsideTheGroup) {
+  LocalCommunicator c;
+  int64_t word = 0;
+  for (int root : {-1, 1}) {
+    try {
+      c.broadcast(&word, sizeof word, root);
+      ADD_FAILURE() << "expected invalid_argument for root " << root;
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("broadcast: root " + std::to_string(root) +
+                                           " is not a rank of this group of 1"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  EXPECT_THROW(c.broadcast(nullptr, 8, 0), std::invalid_argument);
+  EXPECT_NO_THROW(c.broadcast(nullptr, 0, 0));
+  EXPECT_EQ(c.stats()[Collective::broadcast].calls, 1u);  // only the empty one ran
 }
 
 TEST(Traffic, UnevenChunksStillSumToTwiceThePayloadOverTheGroup) {

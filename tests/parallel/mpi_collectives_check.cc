@@ -1,12 +1,18 @@
 // Run under mpirun (CTest parallel.mpi_collectives, 3 ranks): the MPI
 // communicator's sums against the fixed rank-order sum computed here from
 // every rank's inputs, bit for bit, for sizes below, at and above the rank
-// count and uneven ones; the same twice; and the max. Prints PASS on rank 0,
-// exits non-zero on any rank that sees a difference.
+// count and uneven ones; the same twice; and the max. Broadcast from every
+// root (root ≠ 0 included) of 0, 1, 13 and 2²⁰ + 3 bytes: every rank ends
+// with the root's bytes, and the counters say (p−1)·b sent on the root and
+// b received elsewhere; a root outside the group is refused by name on every
+// rank (no hang) and not counted.
+// Prints PASS on rank 0, exits non-zero on any rank that sees a difference.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "parallel/mpi_communicator.h"
@@ -43,6 +49,59 @@ int check_sum(dyt::parallel::Communicator& comm, size_t n, const char* type) {
   return bad;
 }
 
+int check_broadcast(dyt::parallel::Communicator& comm) {
+  using dyt::parallel::Collective;
+  int bad = 0;
+  const int p = comm.size(), me = comm.rank();
+  for (int root = 0; root < p; ++root) {
+    for (size_t bytes : {size_t{0}, size_t{1}, size_t{13}, (size_t{1} << 20) + 3}) {
+      std::vector<unsigned char> data(bytes);
+      for (size_t i = 0; i < bytes; ++i)
+        data[i] = static_cast<unsigned char>(me == root ? (i * 131 + root * 7 + 1) % 251 : 0xEE);
+      const dyt::parallel::Traffic before = comm.stats()[Collective::broadcast];
+      comm.broadcast(data.data(), bytes, root);
+      dyt::parallel::Traffic step = comm.stats()[Collective::broadcast];
+      step -= before;
+      for (size_t i = 0; i < bytes; ++i)
+        if (data[i] != static_cast<unsigned char>((i * 131 + root * 7 + 1) % 251)) {
+          std::fprintf(stderr, "rank %d: broadcast of %zu bytes from %d: byte %zu differs\n", me, bytes, root, i);
+          ++bad;
+          break;
+        }
+      const uint64_t sent = me == root ? static_cast<uint64_t>(p - 1) * bytes : 0;
+      const uint64_t received = me == root ? 0 : bytes;
+      if (!(step == dyt::parallel::Traffic{1, sent, received})) {
+        std::fprintf(stderr, "rank %d: broadcast of %zu bytes from %d counted %llu calls %llu/%llu B\n", me, bytes,
+                     root, static_cast<unsigned long long>(step.calls),
+                     static_cast<unsigned long long>(step.bytes_sent),
+                     static_cast<unsigned long long>(step.bytes_received));
+        ++bad;
+      }
+    }
+  }
+  const uint64_t calls = comm.stats()[Collective::broadcast].calls;
+  for (int root : {-1, p}) {
+    int64_t word = 0;
+    try {
+      comm.broadcast(&word, sizeof word, root);
+      std::fprintf(stderr, "rank %d: broadcast from root %d was not refused\n", me, root);
+      ++bad;
+    } catch (const std::invalid_argument& e) {
+      const std::string want =
+          "broadcast: root " + std::to_string(root) + " is not a rank of this group of " + std::to_string(p);
+      if (std::string(e.what()).find(want) == std::string::npos) {
+        std::fprintf(stderr, "rank %d: refusal says \"%s\", want \"%s\"\n", me, e.what(), want.c_str());
+        ++bad;
+      }
+    }
+  }
+  if (comm.stats()[Collective::broadcast].calls != calls) {
+    std::fprintf(stderr, "rank %d: a refused broadcast was counted\n", me);
+    ++bad;
+  }
+  return bad;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -54,6 +113,7 @@ int main(int argc, char** argv) {
     bad += check_sum<float>(comm, n, "float");
     bad += check_sum<double>(comm, n, "double");
   }
+  bad += check_broadcast(comm);
   if (comm.allreduce_max(10 * comm.rank() - 7) != 10 * (comm.size() - 1) - 7) {
     std::fprintf(stderr, "rank %d: allreduce_max is wrong\n", comm.rank());
     ++bad;

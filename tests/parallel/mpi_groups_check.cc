@@ -7,6 +7,7 @@
 //    member's inputs, bit for bit; reduce_scatter_sum equals the same slice
 //    of it, bit for bit; allgather of the slices gives it back whole;
 //  - the results hash the same on every rank of the group;
+//  - a broadcast from the group's last rank reaches every member;
 //  - each communicator's counters equal the convention's formulas (written
 //    here again from docs/parallel.md, not through the library's), and an
 //    uneven all-reduce moves 2·(p−1)·n elements each way over the group.
@@ -65,11 +66,12 @@ struct Group {
   CommStats want;
 
   int p() const { return comm.size(); }
-  void expect(Collective c, uint64_t bytes) {
+  void expect(Collective c, uint64_t bytes) { expect(c, bytes, bytes); }
+  void expect(Collective c, uint64_t sent, uint64_t received) {
     Traffic& t = want.kind[static_cast<int>(c)];
     t.calls += 1;
-    t.bytes_sent += bytes;
-    t.bytes_received += bytes;
+    t.bytes_sent += sent;
+    t.bytes_received += received;
   }
   // The same bits on every rank of the group.
   void same_everywhere(int64_t h, const char* what) {
@@ -123,6 +125,26 @@ void check_sums(Group& g, size_t c, const char* type) {
   g.same_everywhere(hash(back), (what + " allgather").c_str());
 }
 
+// A broadcast from the group's last rank (not 0 when p > 1): every member
+// ends with its bytes (the root's world rank, repeated), the root counts
+// (p−1)·b sent, the others b received.
+void check_broadcast(Group& g) {
+  const int root = g.p() - 1;
+  std::vector<int32_t> v(7, g.world_rank);
+  g.comm.broadcast(v.data(), v.size() * sizeof(int32_t), root);
+  const uint64_t b = v.size() * sizeof(int32_t);
+  if (g.comm.rank() == root)
+    g.expect(Collective::broadcast, (g.p() - 1) * b, 0);
+  else
+    g.expect(Collective::broadcast, 0, b);
+  for (int32_t x : v)
+    if (x != g.members[root]) {
+      fail(g.world_rank, std::string(g.name) + ": broadcast from rank " + std::to_string(root) + " gave " +
+                             std::to_string(x) + ", want world rank " + std::to_string(g.members[root]));
+      break;
+    }
+}
+
 void check_counters(Group& g) {
   for (int k = 0; k < dyt::parallel::kCollectiveKinds; ++k) {
     const Traffic got = g.comm.stats().kind[k], want = g.want.kind[k];
@@ -165,6 +187,7 @@ void check_layout(int world, int rank, int dp, int tp, size_t segment) {
       check_sums<float>(g, c, "float");
       check_sums<double>(g, c, "double");
     }
+    check_broadcast(g);
     check_counters(g);
   }
   if (bad != before && rank == 0)

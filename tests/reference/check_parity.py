@@ -221,6 +221,9 @@ def main(argv=None):
     ap.add_argument("--min-saturated", type=float, default=0.0,
                     help="fail unless at least this fraction of every DyT/DyISRU layer's inputs has "
                          "|alpha x| > 9 (proves a saturated case is saturated)")
+    ap.add_argument("--saturation-threshold", type=float, default=9.0,
+                    help="|alpha x| beyond which --min-saturated counts an input (9: tanh is 1 "
+                         "in float32; 3: the trainer's health signal, tanh' < 0.01)")
     ap.add_argument("--saturation-layers", default="", metavar="REGEX",
                     help="apply --min-saturated only to the norms whose prefix matches REGEX")
     ap.add_argument("--fp32-peer", action="store_true",
@@ -310,9 +313,9 @@ def main(argv=None):
         with R.precision(R.torch.float32):
             _, g32 = R.loss_and_grads(cfg, w2, x, y)
         peer = {n: float(np.linalg.norm(g32[n].astype(np.float64) - g_ref[n])) for n in g_ref}
-    sat = R.dyt_saturation(cfg, w2, x)
+    sat = R.dyt_saturation(cfg, w2, x, args.saturation_threshold)
     if sat:
-        print(f"\n{cfg.norm} inputs with |alpha x| > 9: " + ", ".join(f"{n} {f:.0%}" for n, f in sat.items()))
+        print(f"\n{cfg.norm} inputs with |alpha x| > {args.saturation_threshold:g}: " + ", ".join(f"{n} {f:.0%}" for n, f in sat.items()))
         low = {n: f for n, f in sat.items()
                if f < args.min_saturated and re.match(args.saturation_layers, n)}
         if low:

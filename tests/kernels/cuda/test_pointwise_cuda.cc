@@ -1,21 +1,25 @@
 // The CUDA pointwise ops (kernels/cuda/pointwise_ops.h: RoPE, SwiGLU, scale,
-// convert, cross-entropy) against the CPU reference (kernels/cpu_ops.h) on
-// seeded random inputs (never zeros; cuda_test_util.h), outputs poisoned
-// with NaN before each run: fp32 activations to 1e-5 relative, bf16 against
-// the CPU op on the same bf16-rounded inputs within the bound from bf16's
-// unit roundoff, the reductions (dscale, the loss sum) within bounds derived
-// below. Odd shapes (T = 1, hd = 2, odd pair counts, V not a multiple of 8,
-// element counts with a tail), misaligned views (scalar path), in-place
-// calls, bitwise repeatability, bad targets, bad arguments. Tests that need
-// a GPU call GTEST_SKIP() without one; the host-side contracts run everywhere.
+// convert, cross-entropy and its vocab-parallel halves) against the CPU
+// reference (kernels/cpu_ops.h) on seeded random inputs (never zeros;
+// cuda_test_util.h), outputs poisoned with NaN before each run: fp32
+// activations to 1e-5 relative, bf16 against the CPU op on the same
+// bf16-rounded inputs within the bound from bf16's unit roundoff, the
+// reductions (dscale, the loss sum) within bounds derived below. Odd shapes
+// (T = 1, hd = 2, odd pair counts, V not a multiple of 8, element counts
+// with a tail), misaligned views (scalar path), in-place calls, bitwise
+// repeatability, bad targets, bad arguments. Tests that need a GPU call
+// GTEST_SKIP() without one; the host-side contracts run everywhere.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "kernels/cpu_ops.h"
 #include "kernels/cuda/pointwise_ops.h"
+#include "kernels/op_params.h"
 #include "tests/kernels/cuda/cuda_test_util.h"
 
 namespace dyt::cuda_test {
@@ -416,15 +420,11 @@ struct CeRef {
   std::vector<double> delta;  // δ_r per row
 };
 
-CeRef ce_reference(const Vec& logits, const std::vector<int32_t>& targets, int64_t rows,
-                   int64_t vocab, float grad_scale) {
-  CeRef r;
-  r.grad.assign(logits.size(), 0.0f);
-  Tensor cg = cpu_f32(r.grad.data(), {rows, vocab});
-  r.loss = cpu::cross_entropy_backward(host(logits, {rows, vocab}),
-                                       cpu_i32(const_cast<int32_t*>(targets.data()), {rows}),
-                                       grad_scale, cg);
-  double loss_abs = 0.0;
+// δ_r of each row (above): the bound on the relative difference of the two
+// devices' exp-sums S. The log of the exact sum goes to `log_s` when given.
+std::vector<double> ce_row_delta(const Vec& logits, int64_t rows, int64_t vocab,
+                                 std::vector<double>* log_s = nullptr) {
+  std::vector<double> delta;
   for (int64_t i = 0; i < rows; ++i) {
     const float* l = logits.data() + i * vocab;
     float m = l[0];
@@ -434,10 +434,26 @@ CeRef ce_reference(const Vec& logits, const std::vector<int32_t>& targets, int64
       const double e = std::exp(double(l[j]) - m);
       s += e, sw += e * (double(m) - l[j]);
     }
-    const double d = 2 * 0x1p-23 + 3 * kU24 + 2 * kU24 * (sw / s) + vocab * 0x1p-53;
-    r.delta.push_back(d);
-    r.bound += d;
-    loss_abs += std::log(s) + m - l[targets[i]];
+    delta.push_back(2 * 0x1p-23 + 3 * kU24 + 2 * kU24 * (sw / s) + vocab * 0x1p-53);
+    if (log_s) log_s->push_back(std::log(s) + m);
+  }
+  return delta;
+}
+
+CeRef ce_reference(const Vec& logits, const std::vector<int32_t>& targets, int64_t rows,
+                   int64_t vocab, float grad_scale) {
+  CeRef r;
+  r.grad.assign(logits.size(), 0.0f);
+  Tensor cg = cpu_f32(r.grad.data(), {rows, vocab});
+  r.loss = cpu::cross_entropy_backward(host(logits, {rows, vocab}),
+                                       cpu_i32(const_cast<int32_t*>(targets.data()), {rows}),
+                                       grad_scale, cg);
+  std::vector<double> log_sm;  // log S + M per row
+  r.delta = ce_row_delta(logits, rows, vocab, &log_sm);
+  double loss_abs = 0.0;
+  for (int64_t i = 0; i < rows; ++i) {
+    r.bound += r.delta[i];
+    loss_abs += log_sm[i] - logits[i * vocab + targets[i]];
   }
   r.bound += rows * 0x1p-52 * loss_abs;
   return r;
@@ -584,6 +600,278 @@ TEST(CudaCrossEntropy, RowsBeyondOneGrid) {
   check_ce(DType::BF16, {(int64_t{1} << 20) + 3, 8, 4}, GradMode::kInPlace);
 }
 
+// ---- vocab-parallel cross-entropy: the two halves ----------------------------------------
+
+// Targets with every `absent_every`-th row (from row 1) set to kAbsentToken.
+std::vector<int32_t> targets_with_absent(int64_t rows, int64_t vocab, int64_t absent_every) {
+  std::vector<int32_t> t = random_targets(rows, vocab);
+  for (int64_t r = 1; r < rows; r += absent_every) t[r] = kernels::kAbsentToken;
+  return t;
+}
+
+struct DevCe {  // logits, targets and the F64 table of one call, on the device
+  DevBuf logits;
+  RawBuf<int32_t> targets;
+  RawBuf<double> table;
+  int64_t rows, vocab;
+  DevCe(const Vec& l, DType dt, const std::vector<int32_t>& t, std::vector<double> tab,
+        int64_t rows_, int64_t vocab_, size_t offset = 0)
+      : logits(l, dt, offset), targets(t), table(tab), rows(rows_), vocab(vocab_) {}
+  Tensor tl() const { return logits.view({rows, vocab}); }
+  Tensor tt() const { return Tensor(targets.data(), DType::I32, Device::CUDA, {rows}); }
+  Tensor ttab(int64_t cols) const {
+    return Tensor(table.data(), DType::F64, Device::CUDA, {rows, cols});
+  }
+};
+
+const double kNaN64 = std::numeric_limits<double>::quiet_NaN();
+
+// cuda::cross_entropy_stats, its table poisoned with NaN.
+std::vector<double> gpu_stats(const Vec& logits, DType dt, const std::vector<int32_t>& targets,
+                              int64_t rows, int64_t vocab, size_t offset = 0) {
+  DevCe d(logits, dt, targets, std::vector<double>(3 * rows, kNaN64), rows, vocab, offset);
+  Tensor s = d.ttab(3);
+  cuda::cross_entropy_stats(d.tl(), d.tt(), s, nullptr);
+  return d.table.download();
+}
+std::vector<double> cpu_stats(const Vec& logits, const std::vector<int32_t>& targets, int64_t rows,
+                              int64_t vocab) {
+  std::vector<double> st(3 * rows, kNaN64);
+  Tensor ts(st.data(), DType::F64, Device::CPU, {rows, 3});
+  cpu::cross_entropy_stats(host(logits, {rows, vocab}),
+                           cpu_i32(const_cast<int32_t*>(targets.data()), {rows}), ts);
+  return st;
+}
+// cuda::cross_entropy_grad in place, given the (M, S) rows.
+Vec gpu_grad(const Vec& logits, DType dt, const std::vector<int32_t>& targets,
+             const std::vector<double>& ms, int64_t rows, int64_t vocab, float grad_scale,
+             size_t offset = 0) {
+  DevCe d(logits, dt, targets, ms, rows, vocab, offset);
+  Tensor l = d.tl();
+  cuda::cross_entropy_grad(l, d.tt(), d.ttab(2), grad_scale, nullptr);
+  return d.logits.download();
+}
+Vec cpu_grad(Vec logits, const std::vector<int32_t>& targets, const std::vector<double>& ms,
+             int64_t rows, int64_t vocab, float grad_scale) {
+  Tensor tl = cpu_f32(logits.data(), {rows, vocab});
+  cpu::cross_entropy_grad(
+      tl, cpu_i32(const_cast<int32_t*>(targets.data()), {rows}),
+      Tensor(const_cast<double*>(ms.data()), DType::F64, Device::CPU, {rows, 2}), grad_scale);
+  return logits;
+}
+// The (M, S) columns of a stats table.
+std::vector<double> ms_of(const std::vector<double>& stats) {
+  std::vector<double> ms;
+  for (size_t r = 0; r < stats.size() / 3; ++r)
+    ms.push_back(stats[3 * r]), ms.push_back(stats[3 * r + 1]);
+  return ms;
+}
+uint64_t bits64(double v) {
+  uint64_t u;
+  std::memcpy(&u, &v, 8);
+  return u;
+}
+
+// Per row: M and l[target] exactly (the same fp32 max and the same logit;
+// 0 for an absent target), S within δ_r of the CPU's (the fused op's bound,
+// ce_reference above).
+void check_stats(DType dt, const CeCase& c, size_t offset = 0) {
+  const Vec logits = round_to(dt, random_vec(c.rows * c.vocab, rng(), -c.spread, c.spread));
+  const std::vector<int32_t> targets = targets_with_absent(c.rows, c.vocab, 3);
+  const std::vector<double> got = gpu_stats(logits, dt, targets, c.rows, c.vocab, offset);
+  const std::vector<double> want = cpu_stats(logits, targets, c.rows, c.vocab);
+  const std::vector<double> delta = ce_row_delta(logits, c.rows, c.vocab);
+  const std::string what =
+      shape_label("cross_entropy_stats", dt, {c.rows, c.vocab}, offset ? "misaligned" : "");
+  for (int64_t r = 0; r < c.rows; ++r) {
+    const std::string at = what + " row " + std::to_string(r) + " (target " +
+                           std::to_string(targets[r]) + "; replay with " + replay() + ")";
+    EXPECT_EQ(bits64(got[3 * r]), bits64(want[3 * r]))
+        << at << ": max " << got[3 * r] << " vs CPU " << want[3 * r];
+    EXPECT_LE(std::fabs(got[3 * r + 1] - want[3 * r + 1]), delta[r] * want[3 * r + 1])
+        << at << ": exp-sum " << got[3 * r + 1] << " vs CPU " << want[3 * r + 1]
+        << ", relative bound " << delta[r];
+    EXPECT_EQ(bits64(got[3 * r + 2]), bits64(want[3 * r + 2]))
+        << at << ": target logit " << got[3 * r + 2] << " vs CPU " << want[3 * r + 2];
+  }
+}
+
+TEST(CudaCrossEntropyVp, StatsMatchCpu) {
+  DYT_REQUIRE_CUDA();
+  reseed("CudaCrossEntropyVp.StatsMatchCpu");
+  for (DType dt : kDtypes) {
+    for (const CeCase& c : kCeCases) check_stats(dt, c);
+    check_stats(dt, {3, 2048, 4}, 1);  // misaligned: the scalar path
+  }
+}
+
+// Both devices given the same (M, S) (the CPU's stats): the same formulas on
+// the same numbers. fp32 to 1e-6 relative; bf16 within the fused op's bound.
+void check_grad(DType dt, const CeCase& c, size_t offset = 0) {
+  const Vec logits = round_to(dt, random_vec(c.rows * c.vocab, rng(), -c.spread, c.spread));
+  const std::vector<int32_t> targets = targets_with_absent(c.rows, c.vocab, 3);
+  const float grad_scale = 1.0f / static_cast<float>(c.rows);
+  const std::vector<double> ms = ms_of(cpu_stats(logits, targets, c.rows, c.vocab));
+  const Vec got = gpu_grad(logits, dt, targets, ms, c.rows, c.vocab, grad_scale, offset);
+  const Vec want = cpu_grad(logits, targets, ms, c.rows, c.vocab, grad_scale);
+  const std::string what =
+      shape_label("cross_entropy_grad", dt, {c.rows, c.vocab}, offset ? "misaligned" : "");
+  if (dt == DType::F32) {
+    expect_close(got, want, 1e-6, what);
+    return;
+  }
+  CeRef r;  // ce_grad_e's inputs: the CPU gradient and each row's δ_r
+  r.grad = want;
+  r.delta = ce_row_delta(logits, c.rows, c.vocab);
+  expect_bf16_within(got, want, ce_grad_e(r, targets, c.vocab, grad_scale), what);
+}
+
+TEST(CudaCrossEntropyVp, GradMatchesCpu) {
+  DYT_REQUIRE_CUDA();
+  reseed("CudaCrossEntropyVp.GradMatchesCpu");
+  for (DType dt : kDtypes) {
+    for (const CeCase& c : kCeCases)
+      if (c.vocab > 1) check_grad(dt, c);  // V = 1: an all-zero gradient, compared below
+    check_grad(dt, {3, 2048, 4}, 1);
+  }
+}
+
+// At tp = 1 the halves are the fused op: its own stats fed back give the
+// fused kernel's gradient to the bit (the same device functions and launch).
+TEST(CudaCrossEntropyVp, OwnStatsGiveTheFusedGradientBitwise) {
+  DYT_REQUIRE_CUDA();
+  reseed("CudaCrossEntropyVp.OwnStatsGiveTheFusedGradientBitwise");
+  for (DType dt : kDtypes)
+    for (const CeCase& c : kCeCases) {
+      const Vec logits = round_to(dt, random_vec(c.rows * c.vocab, rng(), -c.spread, c.spread));
+      const std::vector<int32_t> targets = random_targets(c.rows, c.vocab);
+      const std::vector<double> ms = ms_of(gpu_stats(logits, dt, targets, c.rows, c.vocab));
+      DevBuf bl(logits, dt);
+      RawBuf<int32_t> bt(targets);
+      RawBuf<double> bloss({0.0});
+      Tensor tl = bl.view({c.rows, c.vocab}), tloss(bloss.data(), DType::F64, Device::CUDA, {1});
+      cuda::cross_entropy(tl, Tensor(bt.data(), DType::I32, Device::CUDA, {c.rows}), 0.25f, &tl,
+                          tloss, nullptr);
+      const Vec fused = bl.download();
+      const Vec halves = gpu_grad(logits, dt, targets, ms, c.rows, c.vocab, 0.25f);
+      size_t differ = 0;
+      for (size_t i = 0; i < fused.size(); ++i)
+        differ += std::memcmp(&fused[i], &halves[i], sizeof(float)) != 0;
+      EXPECT_EQ(differ, 0u) << shape_label("cross_entropy_grad", dt, {c.rows, c.vocab})
+                            << ": elements differing from the fused gradient (replay with "
+                            << replay() << ")";
+    }
+}
+
+// kAbsentToken: target logit exactly 0 and no onehot (the row is
+// grad_scale·softmax: all ≥ 0, summing to grad_scale when (M, S) are the
+// row's own). Any other id outside [0, V) is never an index (the emulator's
+// guard pages would fault on the far ones): NaN target logit, no onehot.
+TEST(CudaCrossEntropyVp, AbsentAndBadTargets) {
+  DYT_REQUIRE_CUDA();
+  reseed("CudaCrossEntropyVp.AbsentAndBadTargets");
+  const int64_t rows = 4, vocab = 40;
+  for (DType dt : kDtypes)
+    for (int32_t t : {kernels::kAbsentToken, -2, static_cast<int32_t>(vocab),
+                      std::numeric_limits<int32_t>::max(), std::numeric_limits<int32_t>::min()}) {
+      const Vec logits = round_to(dt, random_vec(rows * vocab, rng(), -4.0f, 4.0f));
+      std::vector<int32_t> targets = random_targets(rows, vocab);
+      targets[rows - 1] = t;  // the last row: its far targets lie past the allocation
+      const std::string what =
+          std::string(cuda_test::dtype_name(dt)) + " target " + std::to_string(t);
+      const std::vector<double> st = gpu_stats(logits, dt, targets, rows, vocab);
+      const double lt = st[3 * (rows - 1) + 2];
+      if (t == kernels::kAbsentToken)
+        EXPECT_EQ(bits64(lt), bits64(0.0)) << what << ": target logit " << lt;
+      else
+        EXPECT_TRUE(std::isnan(lt)) << what << ": target logit " << lt << ", not NaN";
+      const Vec g = gpu_grad(logits, dt, targets, ms_of(st), rows, vocab, 0.5f);
+      double sum = 0.0;
+      for (int64_t j = (rows - 1) * vocab; j < rows * vocab; ++j) {
+        EXPECT_GE(g[j], 0.0f) << what << " at " << j;
+        sum += g[j];
+      }
+      // bf16 rounds each of the 40 terms by ≤ 2⁻⁸ relative; fp32 by a few 2⁻²⁴.
+      EXPECT_LE(std::fabs(sum - 0.5), dt == DType::BF16 ? 0.5 * (0x1p-8 + 1e-6) : 1e-6)
+          << what << ": the row's gradient sums to " << sum << ", not 0.5 (0.5·softmax)";
+    }
+}
+
+// Two ranks, each with half the vocabulary ([0, V0) and [V0, V)) and the
+// targets in its own ids (t − start, or kAbsentToken): stats on each, combined
+// on the host as trainer/vocab_parallel_loss.h does (M = max m,
+// S = Σ s·exp(m − M), loss = Σ_rows log S + M − Σ_ranks l_target), then the
+// gradient on each from (M, S). Loss and gradient equal the unsplit fused
+// op's to 1e-6 relative (fp32); bf16 gradients within the fused op's bound
+// of the CPU's.
+void check_split(DType dt, const CeCase& c) {
+  const int64_t v0 = c.vocab / 2, widths[2] = {v0, c.vocab - v0}, starts[2] = {0, v0};
+  const Vec logits = round_to(dt, random_vec(c.rows * c.vocab, rng(), -c.spread, c.spread));
+  const std::vector<int32_t> targets = random_targets(c.rows, c.vocab);
+  const float grad_scale = 1.0f / static_cast<float>(c.rows);
+  Vec part[2];
+  std::vector<int32_t> ptarget[2];
+  std::vector<double> pstats[2];
+  for (int k = 0; k < 2; ++k) {
+    for (int64_t r = 0; r < c.rows; ++r) {
+      const float* row = logits.data() + r * c.vocab + starts[k];
+      part[k].insert(part[k].end(), row, row + widths[k]);
+      const int64_t local = targets[r] - starts[k];
+      ptarget[k].push_back(local >= 0 && local < widths[k] ? static_cast<int32_t>(local)
+                                                           : kernels::kAbsentToken);
+    }
+    pstats[k] = gpu_stats(part[k], dt, ptarget[k], c.rows, widths[k]);
+  }
+  std::vector<double> ms;
+  double loss = 0.0;
+  for (int64_t r = 0; r < c.rows; ++r) {
+    const double m = std::max(pstats[0][3 * r], pstats[1][3 * r]);
+    double s = 0.0, lt = 0.0;
+    for (int k = 0; k < 2; ++k)
+      s += pstats[k][3 * r + 1] * std::exp(pstats[k][3 * r] - m), lt += pstats[k][3 * r + 2];
+    ms.push_back(m), ms.push_back(s);
+    loss += std::log(s) + m - lt;
+  }
+  Vec grad(c.rows * c.vocab);
+  for (int k = 0; k < 2; ++k) {
+    const Vec g = gpu_grad(part[k], dt, ptarget[k], ms, c.rows, widths[k], grad_scale);
+    for (int64_t r = 0; r < c.rows; ++r)
+      std::copy(g.begin() + r * widths[k], g.begin() + (r + 1) * widths[k],
+                grad.begin() + r * c.vocab + starts[k]);
+  }
+
+  DevBuf bl(logits, dt);
+  RawBuf<int32_t> bt(targets);
+  RawBuf<double> bloss({0.0});
+  Tensor tl = bl.view({c.rows, c.vocab}), tloss(bloss.data(), DType::F64, Device::CUDA, {1});
+  cuda::cross_entropy(tl, Tensor(bt.data(), DType::I32, Device::CUDA, {c.rows}), grad_scale, &tl,
+                      tloss, nullptr);
+  const double fused_loss = bloss.download()[0];
+  const std::string what = shape_label("split cross-entropy", dt, {c.rows, c.vocab});
+  EXPECT_LE(std::fabs(loss - fused_loss), 1e-6 * std::fabs(fused_loss))
+      << what << ": loss " << loss << ", unsplit " << fused_loss << " (replay with " << replay()
+      << ")";
+  if (dt == DType::F32) {
+    expect_close(grad, bl.download(), 1e-6, what + " gradient against the unsplit op");
+    return;
+  }
+  const CeRef r = ce_reference(logits, targets, c.rows, c.vocab, grad_scale);
+  expect_bf16_within(grad, r.grad, ce_grad_e(r, targets, c.vocab, grad_scale),
+                     what + " gradient against the CPU");
+}
+
+// Both halves on the vector path and on the scalar path (odd widths), a
+// half of one element, and the large vocabularies.
+const CeCase kSplitCases[] = {{3, 2, 4},     {3, 7, 4},     {5, 1000, 4}, {4, 4099, 8},
+                              {2, 4096, 30}, {2, 32000, 4}, {64, 24, 4}};
+
+TEST(CudaCrossEntropyVp, TwoWaySplitEqualsUnsplit) {
+  DYT_REQUIRE_CUDA();
+  reseed("CudaCrossEntropyVp.TwoWaySplitEqualsUnsplit");
+  for (DType dt : kDtypes)
+    for (const CeCase& c : kSplitCases) check_split(dt, c);
+}
+
 // ---- determinism ------------------------------------------------------------------------------
 
 // Two calls on fixed inputs give the same bits, with the cached workspace
@@ -715,6 +1003,30 @@ TEST(CudaPointwiseHost, RejectsBadArgumentsBeforeAnyWork) {
                  "cross_entropy", "dlogits overlapping the logits");
   expect_invalid([&] { cuda::cross_entropy(fake(DType::BF16, {4, 0}), tgt, 1.0f, nullptr, loss, nullptr); },
                  "cross_entropy", "empty vocabulary");
+
+  Tensor stats = fake(DType::F64, {4, 3}), lg = fake(DType::BF16, {4, 16});
+  const Tensor ms = fake(DType::F64, {4, 2});
+  expect_invalid([&] { cuda::cross_entropy_stats(logits, fake(DType::I32, {5}), stats, nullptr); },
+                 "cross_entropy_stats", "targets length");
+  Tensor stats32 = fake(DType::F32, {4, 3}), stats_short = fake(DType::F64, {4, 2});
+  expect_invalid([&] { cuda::cross_entropy_stats(logits, tgt, stats32, nullptr); },
+                 "cross_entropy_stats", "F32 stats");
+  expect_invalid([&] { cuda::cross_entropy_stats(logits, tgt, stats_short, nullptr); },
+                 "cross_entropy_stats", "stats of 2 columns");
+  Tensor host_stats = fake(DType::F64, {4, 3}, Device::CPU);
+  expect_invalid([&] { cuda::cross_entropy_stats(logits, tgt, host_stats, nullptr); },
+                 "cross_entropy_stats", "host stats");
+  expect_invalid([&] { cuda::cross_entropy_stats(fake(DType::I32, {4, 16}), tgt, stats, nullptr); },
+                 "cross_entropy_stats", "I32 logits");
+  expect_invalid([&] { cuda::cross_entropy_grad(lg, tgt, fake(DType::F64, {4, 3}), 1.0f, nullptr); },
+                 "cross_entropy_grad", "row of 3 columns");
+  expect_invalid([&] { cuda::cross_entropy_grad(lg, tgt, fake(DType::F32, {4, 2}), 1.0f, nullptr); },
+                 "cross_entropy_grad", "F32 row");
+  expect_invalid([&] { cuda::cross_entropy_grad(lg, fake(DType::F32, {4}), ms, 1.0f, nullptr); },
+                 "cross_entropy_grad", "F32 targets");
+  Tensor empty_v = fake(DType::BF16, {4, 0});
+  expect_invalid([&] { cuda::cross_entropy_grad(empty_v, tgt, ms, 1.0f, nullptr); },
+                 "cross_entropy_grad", "empty vocabulary");
 }
 
 // Empty tensors queue nothing and touch no device.
@@ -733,6 +1045,10 @@ TEST(CudaPointwiseHost, EmptyTensorsAreNoOps) {
   Tensor t(nullptr, DType::I32, Device::CUDA, {0});
   Tensor loss = fake(DType::F64, {1});
   EXPECT_NO_THROW(cuda::cross_entropy(e, t, 1.0f, &e, loss, nullptr));
+  Tensor no_stats(nullptr, DType::F64, Device::CUDA, {0, 3});
+  EXPECT_NO_THROW(cuda::cross_entropy_stats(e, t, no_stats, nullptr));
+  EXPECT_NO_THROW(cuda::cross_entropy_grad(e, t, Tensor(nullptr, DType::F64, Device::CUDA, {0, 2}),
+                                           1.0f, nullptr));
 }
 
 }  // namespace

@@ -16,7 +16,8 @@
 //    runs), odd widths (1, 3, 33) and vector widths, F32/BF16 tables, outputs
 //    and gradients, token counts across the sort's tile (2048), misaligned
 //    views, ids outside the vocabulary (NaN rows / skipped rows, no access
-//    outside the tensors: the emulator's guard pages would fault).
+//    outside the tensors: the emulator's guard pages would fault), and
+//    kernels::kAbsentToken (zero rows / skipped rows, as the CPU ops).
 // Outputs that are written (=) are poisoned with NaN first; "+=" outputs
 // start from random values. Tests that need a GPU skip without one; the
 // argument checks run everywhere.
@@ -32,6 +33,7 @@
 #include "kernels/cpu_ops.h"
 #include "kernels/cuda/embedding_ops.h"
 #include "kernels/cuda/optimizer_ops.h"
+#include "kernels/op_params.h"
 #include "kernels/optimizer_math.h"
 #include "tests/kernels/cuda/cuda_test_util.h"
 #include "trainer/grad_norm.h"
@@ -316,6 +318,39 @@ TEST(CudaSumSquares, EqualsGradSumSquaresBitwise) {
   }
 }
 
+// saturation_stats (the DyT input's health) against the CPU op, bit for bit:
+// F32 and BF16 inputs (the CPU given the bf16 values as floats), lengths
+// around the chunk, values on the threshold; it adds to what out holds.
+TEST(CudaSaturationStats, EqualsTheCpuOpBitwise) {
+  DYT_REQUIRE_CUDA();
+  reseed("CudaSaturationStats.EqualsTheCpuOpBitwise");
+  const int64_t c = trainer::kNormChunk;
+  const float threshold = 3.0f;
+  const Vec alpha = {0.75f};
+  const DevBuf ba(alpha, DType::F32);
+  for (DType dt : {DType::F32, DType::BF16})
+    for (int64_t n : {int64_t{1}, int64_t{9}, int64_t{1001}, c - 1, c, c + 1, 3 * c + 5}) {
+      Vec x = round_to(dt, spread_vec(static_cast<size_t>(n), -6, 6));
+      for (int64_t i = 0; i < n; i += 7) x[static_cast<size_t>(i)] = 4.0f;  // α·x = 3: not counted
+      const DevBuf bx(x, dt);
+      DevBuf out(4, DType::F32);  // two doubles
+      const std::vector<double> before = {1.5, 2.0};
+      DYT_CUDA_CHECK(cudaMemcpy(out.data(), before.data(), 16, cudaMemcpyHostToDevice));
+      cuda::saturation_stats(bx.view({n}), ba.view({1}), threshold,
+                             Tensor(out.data(), DType::F64, Device::CUDA, {2}), nullptr);
+      DYT_CUDA_CHECK(cudaDeviceSynchronize());
+      std::vector<double> got(2);
+      DYT_CUDA_CHECK(cudaMemcpy(got.data(), out.data(), 16, cudaMemcpyDeviceToHost));
+      double sum_sq = 0;
+      int64_t saturated = 0;
+      cpu::saturation_stats(cpu_f32(x.data(), {n}), alpha[0], threshold, &sum_sq, &saturated);
+      const char* name = dt == DType::BF16 ? "bf16" : "f32";
+      EXPECT_EQ(bits(got[0]), bits(before[0] + sum_sq)) << name << " n = " << n << ": " << got[0];
+      EXPECT_EQ(got[1], before[1] + static_cast<double>(saturated)) << name << " n = " << n;
+      if (n > 1) EXPECT_GT(saturated, 0) << name << " n = " << n;  // n = 1 holds only the threshold
+    }
+}
+
 TEST(CudaSumSquares, NonFiniteInputsGiveNonFiniteSums) {
   DYT_REQUIRE_CUDA();
   reseed("CudaSumSquares.NonFiniteInputsGiveNonFiniteSums");
@@ -439,14 +474,15 @@ TEST(CudaEmbedding, ForwardEqualsCpuBitwise) {
       }
 }
 
-// Ids outside [0, V) give NaN rows and leave the others right.
+// Ids outside [0, V), other than kAbsentToken, give NaN rows and leave the
+// others right.
 TEST(CudaEmbedding, ForwardBadIdsGiveNanRows) {
   DYT_REQUIRE_CUDA();
   reseed("CudaEmbedding.ForwardBadIdsGiveNanRows");
   const int32_t vocab = 9;
   for (int64_t d : {3, 8}) {
     std::vector<int32_t> tok = skewed_tokens(12, vocab);
-    tok[0] = -1, tok[5] = vocab, tok[11] = 1 << 30;
+    tok[0] = -2, tok[5] = vocab, tok[11] = 1 << 30, tok[7] = std::numeric_limits<int32_t>::min();
     const Vec table = random_vec(vocab * d, rng());
     const DevBuf bt(table, DType::F32);
     DevBuf bo(tok.size() * d, DType::F32);
@@ -463,6 +499,36 @@ TEST(CudaEmbedding, ForwardBadIdsGiveNanRows) {
         else EXPECT_EQ(bits(x), bits(table[tok[r] * d + c])) << "row " << r << " col " << c;
       }
   }
+}
+
+// kAbsentToken (a row on another tensor-parallel rank) gives a zero row, bit
+// for bit the CPU op's (+0), on both paths and in every table/output dtype;
+// the other rows are the table's.
+TEST(CudaEmbedding, ForwardAbsentIdsGiveZeroRows) {
+  DYT_REQUIRE_CUDA();
+  reseed("CudaEmbedding.ForwardAbsentIdsGiveZeroRows");
+  const int32_t vocab = 11;
+  for (DType dt_table : {DType::F32, DType::BF16})
+    for (DType dt_out : {DType::F32, DType::BF16})
+      for (int64_t d : {3, 8, 33})
+        for (size_t offset : {0, 1}) {
+          std::vector<int32_t> tok = skewed_tokens(20, vocab);
+          for (size_t r : {0, 6, 7, 19}) tok[r] = kernels::kAbsentToken;
+          const int64_t n = tok.size();
+          const Vec table = round_to(dt_table, random_vec(vocab * d, rng()));
+          const DevBuf bt(table, dt_table, offset);
+          DevBuf bo(n * d, dt_out, offset);
+          bo.poison();
+          const TokBuf tb(tok);
+          cuda::embedding_forward(tb.view(), bt.view({vocab, d}), bo.view({n, d}), nullptr);
+          const Vec expect = round_to(dt_out, cpu_embedding_forward(tok, table, d));
+          ASSERT_EQ(expect[0], 0.0f) << "the CPU reference must zero an absent row";
+          expect_bitwise(bo.download(), expect,
+                         std::string("embedding_forward with absent ids, table ") +
+                             cuda_test::dtype_name(dt_table) + " out " +
+                             cuda_test::dtype_name(dt_out) + " d " + std::to_string(d) +
+                             " offset " + std::to_string(offset));
+        }
 }
 
 void check_embedding_backward(DType dt, int64_t n, int64_t d, int32_t vocab, size_t offset,
@@ -526,6 +592,37 @@ TEST(CudaEmbedding, BackwardSkipsBadIds) {
   tok[0] = -7, tok[13] = 6, tok[39] = 0x7fffffff;
   check_embedding_backward(DType::F32, 40, 3, 6, 0, &tok);
   check_embedding_backward(DType::BF16, 40, 8, 6, 0, &tok);
+}
+
+// kAbsentToken adds nothing: the table equals the CPU op's (which skips
+// it) on the whole token list, bit for bit, and the rows that only absent
+// positions would have touched keep their old bits.
+TEST(CudaEmbedding, BackwardSkipsAbsentIds) {
+  DYT_REQUIRE_CUDA();
+  reseed("CudaEmbedding.BackwardSkipsAbsentIds");
+  const int32_t vocab = 8;
+  for (DType dt : {DType::F32, DType::BF16})
+    for (int64_t d : {3, 8}) {
+      std::vector<int32_t> tok = skewed_tokens(50, vocab - 1);  // id 7 never occurs
+      for (size_t r = 0; r < tok.size(); r += 3) tok[r] = kernels::kAbsentToken;
+      const int64_t n = tok.size();
+      const Vec dout = round_to(dt, random_vec(n * d, rng()));
+      const Vec dtable0 = random_vec(vocab * d, rng());
+      const DevBuf bd(dout, dt);
+      DevBuf btab(dtable0, DType::F32);
+      const TokBuf tb(tok);
+      cuda::embedding_backward(tb.view(), bd.view({n, d}), btab.view({vocab, d}), nullptr);
+      Vec expect = dtable0;
+      Tensor texp = cpu_f32(expect.data(), {vocab, d});
+      cpu::embedding_backward(cpu_i32(tok.data(), {n}),
+                              cpu_f32(const_cast<float*>(dout.data()), {n, d}), texp);
+      const Vec got = btab.download();
+      const std::string what = std::string("embedding_backward with absent ids, dout ") +
+                               cuda_test::dtype_name(dt) + " d " + std::to_string(d);
+      expect_bitwise(got, expect, what);
+      expect_bitwise(Vec(got.end() - d, got.end()), Vec(dtable0.end() - d, dtable0.end()),
+                     what + ": the untouched row " + std::to_string(vocab - 1));
+    }
 }
 
 TEST(CudaEmbedding, BackwardRepeatableWithCallerWorkspace) {

@@ -11,6 +11,7 @@
 #include "configs/config.h"
 #include "trainer/init.h"
 #include "trainer/model_instance.h"
+#include "trainer/norm_health.h"
 #include "trainer/param_layout.h"
 
 namespace dyt::trainer {
@@ -59,36 +60,70 @@ TEST(ParamLayout, HuggingFaceNamesContiguousOffsetsAndDecayFlags) {
   EXPECT_EQ(layout.find("model.layers.2.input_layernorm.weight"), nullptr);
 }
 
-// Each tensor-parallel rank's part: the split dimension divided in equal
-// contiguous blocks; replicated tensors whole on every rank.
+// Each tensor-parallel rank's block: the split dimension divided in equal
+// contiguous blocks; replicated tensors whole on every rank; the blocks of
+// the ranks tile each tensor once (counting each replicated block once).
 TEST(ParamLayout, LocalShardsTileEachTensor) {
-  const ParamLayout layout(model_dims(small_model()));
-  const ParamEntry& down = layout.at("model.layers.0.mlp.down_proj.weight");  // [24, 40]
-  const LocalShard s = down.local_shard(3, 4);
-  EXPECT_EQ(s.split_dim, 1);
-  EXPECT_EQ(s.shape, (std::vector<int64_t>{24, 10}));
-  EXPECT_EQ(s.start, 30);
-  EXPECT_EQ(s.numel, 240);
-  const LocalShard q = layout.at("model.layers.0.self_attn.q_proj.weight").local_shard(1, 2);
-  EXPECT_EQ(q.split_dim, 0);
-  EXPECT_EQ(q.start, q.shape[0]);
-  const LocalShard a = layout.at("model.norm.alpha").local_shard(1, 2);
+  config::ModelConfig m = small_model();
+  m.set_vocab_size(56);
+  const ModelDims dims = model_dims(m);
+  const ParamLayout whole(dims);
+  for (int tp : {1, 2, 4}) {
+    std::vector<ParamLayout> ranks;
+    for (int r = 0; r < tp; ++r) ranks.emplace_back(dims, TpRank{r, tp});
+    for (const ParamEntry& g : whole.entries()) {
+      int64_t owned = 0;
+      for (const ParamLayout& rank : ranks) {
+        const ParamEntry& e = rank.at(g.name);
+        EXPECT_EQ(e.global_shape, g.shape) << g.name;
+        EXPECT_EQ(e.numel, e.shard.numel);
+        if (e.shard.owner()) owned += e.numel;
+      }
+      EXPECT_EQ(owned, g.numel) << g.name << " at tp " << tp;
+    }
+  }
+  const ParamLayout r3(dims, {3, 4});
+  const LocalShard& down = r3.at("model.layers.0.mlp.down_proj.weight").shard;  // [24, 40]
+  EXPECT_EQ(down.split_dim, 1);
+  EXPECT_EQ(down.shape, (std::vector<int64_t>{24, 10}));
+  EXPECT_EQ(down.start, 30);
+  EXPECT_EQ(down.replicas, 1);
+  const LocalShard& a = r3.at("model.norm.alpha").shard;
   EXPECT_EQ(a.split_dim, -1);
-  EXPECT_EQ(a.shape, (std::vector<int64_t>{1}));
-  for (const ParamEntry& e : layout.entries()) {
-    if (e.split == Split::VocabParallel) continue;  // 53 does not divide; checked below
-    int64_t total = 0;
-    for (int r = 0; r < 2; ++r) total += e.local_shard(r, 2).numel;
-    EXPECT_EQ(total, e.split == Split::Replicated ? 2 * e.numel : e.numel) << e.name;
-  }
-  // The vocabulary of 53 does not divide by 2: the error names the tensor.
-  try {
-    layout.at("lm_head.weight").local_shard(0, 2);
-    ADD_FAILURE() << "an uneven vocab split was accepted";
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("lm_head.weight (vocab-parallel)"), std::string::npos) << e.what();
-  }
-  EXPECT_THROW(down.local_shard(4, 4), std::invalid_argument);
+  EXPECT_EQ(a.replicas, 4);
+  EXPECT_EQ(a.replica_index, 3);
+  // 2 KV heads over 4 ranks: ranks 2 and 3 hold KV head 1 (rows 6..11).
+  const LocalShard& k = r3.at("model.layers.1.self_attn.k_proj.weight").shard;
+  EXPECT_EQ(k.shape, (std::vector<int64_t>{6, 24}));
+  EXPECT_EQ(k.start, 6);
+  EXPECT_EQ(k.replicas, 2);
+  EXPECT_EQ(k.replica_index, 1);
+  EXPECT_EQ(shard_dims(dims, 4).kv_heads, 1);
+}
+
+// A tp that cannot divide the model is refused, naming what does not divide.
+TEST(ParamLayout, UndividableTpNamesTheDimension) {
+  const ModelDims dims = model_dims(small_model());  // vocab 53, 4 heads, 2 KV heads, ffn 40
+  const auto message = [&](int tp) {
+    try {
+      ParamLayout layout(dims, {0, tp});
+    } catch (const parallel::LayoutError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_NE(message(2).find("model.vocab_size (53)"), std::string::npos) << message(2);
+  EXPECT_NE(message(3).find("model.n_heads (4)"), std::string::npos) << message(3);
+  config::ModelConfig m = small_model();
+  m.set_vocab_size(56);
+  m.set_n_heads(8);
+  m.set_n_kv_heads(2);
+  m.set_d_model(48);
+  m.set_ffn_hidden(48);
+  // 8 query heads and 2 KV heads over 8 ranks: fine (4 ranks per KV head);
+  // over 16 ranks the query heads do not divide.
+  EXPECT_NO_THROW(ParamLayout(model_dims(m), {0, 8}));
+  EXPECT_THROW(ParamLayout(model_dims(m), {0, 16}), parallel::LayoutError);
 }
 
 TEST(ParamLayout, RmsNormHasNoAlphaNoScale) {
@@ -186,6 +221,67 @@ TEST(Model, ForwardLossEqualsForwardBackwardLoss) {
   const double fb = model.forward_backward(tok.data(), tok.data() + 1, 1.0f);
   EXPECT_NEAR(f, fb, 1e-6 * std::abs(f));
   EXPECT_NEAR(f / 8, std::log(53.0), 0.1);  // an untrained model is near uniform
+}
+
+// The norm-input probe (trainer/norm_health.h): each slot holds (Σ x², count
+// of |α·x| > 3) of exactly the tensor that norm reads, measured on the host
+// from the activations; the backward's recomputation adds nothing; a second
+// probed forward adds as much again; RMSNorm models have no probe.
+TEST(Model, NormProbeMeasuresEachNormInputOnce) {
+  config::ModelConfig m = small_model(config::DYT);
+  m.mutable_alpha_init()->set_attention(30);  // large enough that some inputs saturate
+  m.mutable_alpha_init()->set_ffn(20);
+  m.mutable_alpha_init()->set_final(10);
+  const auto tok = random_tokens(13, m.vocab_size(), 6);
+  std::vector<double> plain_probe;
+  for (bool recompute : {false, true}) {
+    ModelInstance model(m, 2, 6, recompute);
+    model.init(7);
+    model.probe_norms(true);
+    model.forward_backward(tok.data(), tok.data() + 1, 1.0f / 12);
+    model.probe_norms(false);
+    const std::vector<double> probe = model.norm_probe();
+    ASSERT_EQ(probe.size(), 2u * (2 * 2 + 1));
+    if (recompute) {
+      EXPECT_EQ(probe, plain_probe) << "the recomputed forward must not probe again";
+      continue;
+    }
+    plain_probe = probe;
+    const auto expect = [&](int64_t slot, const kernels::Tensor& x, const std::string& norm) {
+      float alpha = 0;
+      model.backend().download(model.params().f32_param(norm + ".alpha"), &alpha);
+      double ss = 0, count = 0;
+      for (int64_t i = 0; i < x.numel(); ++i) {
+        const float v = x.f32()[i];
+        ss += double(v) * v;
+        count += std::fabs(alpha * v) > kSaturationThreshold;
+      }
+      EXPECT_NEAR(probe[2 * slot], ss, 1e-12 * ss) << norm;
+      EXPECT_EQ(probe[2 * slot + 1], count) << norm;
+      return count;
+    };
+    double saturated = 0;
+    for (int64_t l = 0; l < 2; ++l) {
+      saturated += expect(2 * l, model.acts().layer_in(l), layer_name(l, "input_layernorm"));
+      saturated += expect(2 * l + 1, model.acts().layer(l).x_mid, layer_name(l, "post_attention_layernorm"));
+    }
+    saturated += expect(4, model.acts().layer_in(2), "model.norm");
+    EXPECT_GT(saturated, 0) << "the check needs saturated inputs";
+    EXPECT_LT(saturated, 5 * 12 * 24) << "and unsaturated ones";
+
+    // Unprobed forwards leave the sums; a probed one adds the same again.
+    model.forward(tok.data(), tok.data() + 1);
+    EXPECT_EQ(model.norm_probe(), probe);
+    model.probe_norms(true);
+    model.forward(tok.data(), tok.data() + 1);
+    model.forward(tok.data(), tok.data() + 1);
+    model.probe_norms(false);
+    const std::vector<double> twice = model.norm_probe();
+    for (size_t i = 0; i < probe.size(); ++i) EXPECT_EQ(twice[i], 2 * probe[i]) << i;
+  }
+  ModelInstance rms(small_model(config::RMSNORM), 2, 6, false);
+  rms.probe_norms(true);
+  EXPECT_TRUE(rms.norm_probe().empty());
 }
 
 TEST(Model, OutOfRangeTokenThrows) {

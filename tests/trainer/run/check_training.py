@@ -6,6 +6,8 @@
   check_training.py nonfinite     --train BIN --config FILE --data DIR --work DIR
   check_training.py resumes       --train BIN --config FILE --data DIR --work DIR
   check_training.py dataparallel  --train BIN --config FILE --data DIR --work DIR --mpirun MPIRUN
+  check_training.py reshards      --train BIN --config FILE --data DIR --work DIR --mpirun MPIRUN
+                                  --export BIN --save 2x1 --resume 1x1,2x1,4x1
 
 learns: 50 optimizer steps of configs/tiny.pbtxt (its schedule compressed to
   50 steps) must bring the validation loss to within 0.1 nats of the
@@ -22,7 +24,9 @@ deterministic: two runs with one seed give bit-identical losses and gradient
 dataparallel: 4 steps with parallel.dp = 2 under mpirun -np 2 log the same
   losses, gradient norms, learning rates and validation losses as one
   process, up to the order of the gradient sum (1e-6 relative; the gradient
-  norm 1e-5), and two dp = 2 runs are bit-identical; a dp that is not the
+  norm 1e-5), and two dp = 2 runs are bit-identical; with parallel.zero1
+  the records and final weights are plain dp = 2's bits, also when saved at
+  step 2 and resumed; a dp that is not the
   number of ranks is refused naming parallel.dp (exit 2); a checkpoint saved
   under dp = 2 continues in one process.
 refuses: BF16 precision on the CPU, train.device CUDA without a GPU or with
@@ -40,6 +44,14 @@ resumes: a run stopped at checkpoint.exit_at_step and continued (after a
   train.lr) unless checkpoint.allow_config_change, and a damaged manifest is
   an error naming the file and line and the newest intact checkpoint before
   it (exit 1, one line, nothing resumed).
+reshards: a 4-step run under the --save layout (DPxTP, a "z" suffix for
+  parallel.zero1, "s" for parallel.sequence_parallel: 2x2z) saves sharded
+  checkpoints (one file per rank) after steps 2 and 4; runs under each
+  --resume layout continue from step 2 to step 4: in the saving layout to
+  the bits of the uninterrupted run (metrics and model.safetensors), in
+  another within 1e-6 of its losses (gradient norms 1e-5, as
+  dataparallel). dyt-export of the step-4 checkpoint gives the run's own
+  model.safetensors and config.json byte for byte.
 nonfinite: a learning rate of 1e30 blows the weights up; every step after
   that has a non-finite loss, is skipped and counted, and after
   train.max_nonfinite_steps in a row the run stops with exit code 1 and a
@@ -181,6 +193,14 @@ def resumes(args):
     run_train(args, a_dir, *common, f"checkpoint.dir={a_ck}")
     if sorted(os.listdir(a_ck)) != ["step-00000006", "step-00000008"]:
         sys.exit(f"FAIL: expected checkpoints 6 and 8 (keep = 2), found {sorted(os.listdir(a_ck))}")
+    if args.export:  # the checkpoint of the last step exports to the run's own weights
+        exported = os.path.join(args.work, "exported")
+        shutil.rmtree(exported, ignore_errors=True)
+        p = subprocess.run([args.export, os.path.join(a_ck, "step-00000008"), exported], capture_output=True, text=True)
+        print(p.stdout, p.stderr)
+        for f in ("model.safetensors", "config.json"):
+            if p.returncode != 0 or read_file(os.path.join(exported, f)) != read_file(os.path.join(a_dir, f)):
+                sys.exit(f"FAIL: dyt-export of step 8 (rc {p.returncode}): {f} differs from the run's own export")
 
     p = run_train(args, b_dir, *common, f"checkpoint.dir={b_ck}", "checkpoint.exit_at_step=5")
     if "stopped after step 5" not in p.stdout or os.path.exists(os.path.join(b_dir, "model.safetensors")):
@@ -296,6 +316,23 @@ def dataparallel(args):
         if not close(a[1], b[1], 1e-6):
             sys.exit(f"FAIL: dp=2 validation {a} is not dp=1's {b}")
 
+    # ZeRO-1 (gradients reduce-scattered, AdamW on each rank's partition,
+    # weights all-gathered) gives plain dp's bits: every step, evaluation and
+    # the exported weights; and a run saved under it (the moments gathered
+    # for the save) and resumed under it ends with the uninterrupted bits.
+    def weights(d):
+        return read_file(os.path.join(d, "model.safetensors"))
+    z, zr = os.path.join(args.work, "dp2_zero1"), os.path.join(args.work, "dp2_zero1_resumed")
+    shutil.rmtree(zr, ignore_errors=True)
+    mpirun_train(args, 2, z, *common, "parallel.dp=2", "parallel.zero1=true")
+    if step_records(z) != (s2, e2) or weights(z) != weights(two):
+        sys.exit(f"FAIL: dp=2 with parallel.zero1 is not plain dp=2 bit for bit: {step_records(z)}")
+    for stop in (["checkpoint.exit_at_step=2"], []):
+        mpirun_train(args, 2, zr, *common, "parallel.dp=2", "parallel.zero1=true",
+                     f"checkpoint.dir={zr}/ck", *stop)
+    if step_records(zr) != (s2, e2) or weights(zr) != weights(two):
+        sys.exit(f"FAIL: dp=2 zero1 saved at step 2 and resumed is not the uninterrupted run: {step_records(zr)}")
+
     # The layout must match the ranks started, and says how to launch it.
     p = run_train(args, os.path.join(args.work, "dp_mismatch"), *common, "parallel.dp=2", expect_rc=2)
     if "parallel.dp" not in p.stderr or "mpirun -np 2" not in p.stderr:
@@ -314,6 +351,77 @@ def dataparallel(args):
     s3, e3 = step_records(ck_dir)
     if s3[:2] != s2[:2] or not all(close(a[1], b[1], 1e-6) for a, b in zip(s3, s1)):
         sys.exit(f"FAIL: dp=2 then dp=1 after a checkpoint: {s3} vs dp=1 {s1}")
+    print("PASS")
+
+
+def layout_overrides(text):
+    """'2x2z' -> (ranks, overrides): dp x tp, z = zero1, s = sequence_parallel."""
+    base = text.rstrip("zs")
+    dp, tp = (int(x) for x in base.split("x"))
+    flags = text[len(base):]
+    return dp * tp, [f"parallel.dp={dp}", f"parallel.tp={tp}", f"parallel.zero1={'true' if 'z' in flags else 'false'}",
+                     f"parallel.sequence_parallel={'true' if 's' in flags else 'false'}"]
+
+
+def train_under(args, ranks, run_dir, *overrides):
+    if ranks == 1:
+        return run_train(args, run_dir, *overrides)
+    return mpirun_train(args, ranks, run_dir, *overrides)
+
+
+def reshards(args):
+    common = ["train.steps=4", "train.eval_every=2", "train.eval_batches=2", "train.log_every=1",
+              "train.global_batch_tokens=2048", "train.micro_batch=4"]
+    save_ranks, save_set = layout_overrides(args.save)
+    tag = args.save
+    # One uninterrupted run, saving after steps 2 and 4: step 2 is where the
+    # others resume, step 4 what dyt-export must turn into its export.
+    straight = os.path.join(args.work, f"straight_{tag}")
+    shutil.rmtree(straight, ignore_errors=True)
+    train_under(args, save_ranks, straight, *common, *save_set, f"checkpoint.dir={straight}/ck",
+                "checkpoint.every_steps=2", "checkpoint.keep=2")
+    ck = os.path.join(straight, "ck", "step-00000002")
+    files = sorted(f for f in os.listdir(ck) if f.startswith("rank-"))
+    if len(files) != save_ranks:
+        sys.exit(f"FAIL: expected {save_ranks} rank files in {ck}, found {files}")
+
+    exported = os.path.join(args.work, f"exported_{tag}")
+    shutil.rmtree(exported, ignore_errors=True)
+    p = subprocess.run([args.export, os.path.join(straight, "ck"), exported], capture_output=True, text=True)
+    print(p.stdout, p.stderr)
+    if p.returncode != 0 or "step 4" not in p.stdout:
+        sys.exit(f"FAIL: dyt-export exited {p.returncode} or did not take step 4")
+    for f in ("model.safetensors", "config.json"):
+        if read_file(os.path.join(exported, f)) != read_file(os.path.join(straight, f)):
+            sys.exit(f"FAIL: dyt-export's {f} differs from the run's own export")
+
+    a_steps, a_evals = step_records(straight)
+    for layout in args.resume.split(","):
+        ranks, sets = layout_overrides(layout)
+        run_dir = os.path.join(args.work, f"resumed_{tag}_to_{layout}")
+        shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.copytree(straight, run_dir)  # the metrics, and the checkpoints: step 4 goes
+        shutil.rmtree(os.path.join(run_dir, "ck", "step-00000004"))
+        os.remove(os.path.join(run_dir, "model.safetensors"))
+        p = train_under(args, ranks, run_dir, *common, *sets, f"checkpoint.dir={run_dir}/ck",
+                        "checkpoint.every_steps=2", "checkpoint.keep=2")
+        if "resumed after 2" not in p.stdout:
+            sys.exit(f"FAIL: the run under {layout} did not resume after step 2")
+        b_steps, b_evals = step_records(run_dir)
+        print(f"{tag} -> {layout}:", b_steps, b_evals, sep="\n")
+        if layout == args.save:
+            if (b_steps, b_evals) != (a_steps, a_evals) or \
+                    read_file(os.path.join(run_dir, "model.safetensors")) != read_file(os.path.join(straight, "model.safetensors")):
+                sys.exit(f"FAIL: resumed in the saving layout {layout}, the run differs from the uninterrupted one")
+            continue
+        if len(b_steps) != len(a_steps) or len(b_evals) != len(a_evals):
+            sys.exit(f"FAIL: {tag} -> {layout}: {len(b_steps)} steps, {len(b_evals)} evaluations logged")
+        for a, b in zip(b_steps, a_steps):
+            if a[0] != b[0] or a[3] != b[3] or not close(a[1], b[1], 1e-6) or not close(a[2], b[2], 1e-5):
+                sys.exit(f"FAIL: {tag} -> {layout}: step {a} is not the uninterrupted run's {b}")
+        for a, b in zip(b_evals, a_evals):
+            if a[0] != b[0] or not close(a[1], b[1], 1e-6):
+                sys.exit(f"FAIL: {tag} -> {layout}: validation {a} is not the uninterrupted run's {b}")
     print("PASS")
 
 
@@ -340,12 +448,16 @@ def refuses(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=["learns", "deterministic", "nonfinite", "refuses", "resumes", "dataparallel"])
+    ap.add_argument("mode", choices=["learns", "deterministic", "nonfinite", "refuses", "resumes", "dataparallel",
+                                     "reshards"])
     ap.add_argument("--train", required=True)
     ap.add_argument("--config", required=True)
     ap.add_argument("--data", required=True)
     ap.add_argument("--work", required=True)
     ap.add_argument("--mpirun", default="mpirun")
+    ap.add_argument("--export", help="dyt-export (reshards)")
+    ap.add_argument("--save", default="2x1", help="reshards: the saving layout, DPxTP[z][s]")
+    ap.add_argument("--resume", default="1x1,2x1,4x1", help="reshards: the resuming layouts, comma-separated")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     globals()[args.mode](args)

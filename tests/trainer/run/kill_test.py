@@ -25,7 +25,7 @@ on it with checkpoint.exit_at_step = its step and another run_dir resumes
 from exactly it and exits 0 without training. The next start must say it
 resumes from that checkpoint. At the end: model.safetensors and config.json
 byte-identical to the straight run's, every metrics line identical except
-tokens_per_s (a timing), checkpoint.dir holding exactly the last two steps,
+tokens_per_s, mfu and peak_memory_bytes (measurements), checkpoint.dir holding exactly the last two steps,
 and no temporaries left anywhere in the run. Prints the figures (kills of
 each kind, how many landed during a save, what they left behind).
 Uses only the standard library.
@@ -121,7 +121,8 @@ def metrics_without_timing(run_dir):
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         for line in f:
             r = json.loads(line)
-            r.pop("tokens_per_s", None)
+            for measured in ("tokens_per_s", "mfu", "peak_memory_bytes"):  # timings and the OS's counts
+                r.pop(measured, None)
             out.append(r)
     return out
 

@@ -1,0 +1,49 @@
+#include "trainer/tp_grad_sync.h"
+
+namespace dyt::trainer {
+
+TpGradSync::TpGradSync(const ParamLayout& layout, parallel::Communicator& tp, bool sequence_parallel)
+    : tp_(tp) {
+  if (tp.size() == 1) return;
+  int kv_replicas = 1;
+  for (const ParamEntry& e : layout.entries()) {
+    if (e.split == Split::Replicated) {
+      if (sequence_parallel) replicated_.push_back(e.name);
+    } else if (e.shard.replicas > 1) {
+      kv_.push_back(e.name);
+      kv_replicas = e.shard.replicas;
+    }
+  }
+  // Every rank of the group agrees on whether KV heads are replicated (the
+  // layout is common), so every rank takes part in the split or none does.
+  if (!kv_.empty()) kv_group_ = tp.split(tp.rank() / kv_replicas, tp.rank());
+}
+
+void TpGradSync::sum_over(parallel::Communicator& group, const std::vector<std::string>& names,
+                          ParamStore& params) {
+  if (names.empty() || group.size() == 1) return;
+  kernels::Backend& be = params.backend();
+  size_t total = 0;
+  for (const std::string& n : names) total += static_cast<size_t>(params.grad(n).numel());
+  stage_.resize(total);
+  size_t at = 0;
+  for (const std::string& n : names) {
+    const kernels::Tensor g = params.grad(n);
+    be.download(g, stage_.data() + at);
+    at += static_cast<size_t>(g.numel());
+  }
+  group.allreduce_sum(stage_.data(), total);
+  at = 0;
+  for (const std::string& n : names) {
+    const kernels::Tensor g = params.grad(n);
+    be.upload(stage_.data() + at, g);
+    at += static_cast<size_t>(g.numel());
+  }
+}
+
+void TpGradSync::sum(ParamStore& params) {
+  sum_over(tp_, replicated_, params);
+  if (kv_group_) sum_over(*kv_group_, kv_, params);
+}
+
+}  // namespace dyt::trainer
