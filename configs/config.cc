@@ -360,6 +360,7 @@ std::vector<std::string> validate(const RunConfig& cfg) {
   positive_real("train.adam_eps", t.adam_eps());
   nonneg_real("train.weight_decay", t.weight_decay());
   nonneg_real("train.grad_clip", t.grad_clip());
+  positive_real("train.alpha_lr_multiplier", t.alpha_lr_multiplier());
   if (t.warmup_steps() < -1)
     p.push_back("train.warmup_steps: must be >= 0, or -1 for min(2000, steps/20); got " +
                 std::to_string(t.warmup_steps()));

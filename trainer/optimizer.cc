@@ -28,7 +28,8 @@ AdamW::AdamW(const ParamLayout& layout, const config::TrainConfig& t, kernels::B
       beta1_(t.beta1()),
       beta2_(t.beta2()),
       eps_(t.adam_eps()),
-      weight_decay_(t.weight_decay()) {
+      weight_decay_(t.weight_decay()),
+      alpha_lr_multiplier_(t.alpha_lr_multiplier()) {
   if (!(beta1_ >= 0 && beta1_ < 1))
     throw std::invalid_argument("AdamW: train.beta1 must be in [0, 1), got " + num(beta1_));
   if (!(beta2_ >= 0 && beta2_ < 1))
@@ -36,6 +37,9 @@ AdamW::AdamW(const ParamLayout& layout, const config::TrainConfig& t, kernels::B
   if (!(eps_ > 0)) throw std::invalid_argument("AdamW: train.adam_eps must be > 0, got " + num(eps_));
   if (!(weight_decay_ >= 0))
     throw std::invalid_argument("AdamW: train.weight_decay must be >= 0, got " + num(weight_decay_));
+  if (!(alpha_lr_multiplier_ > 0) || !std::isfinite(alpha_lr_multiplier_))
+    throw std::invalid_argument("AdamW: train.alpha_lr_multiplier must be > 0 and finite, got " +
+                                num(alpha_lr_multiplier_));
 
   if (range.begin < 0 || range.end < range.begin || range.end > total_)
     throw std::invalid_argument("AdamW: range [" + std::to_string(range.begin) + ", " +
@@ -46,6 +50,10 @@ AdamW::AdamW(const ParamLayout& layout, const config::TrainConfig& t, kernels::B
   // gaps of the aligned layout are left out (they stay as they are: zero).
   // Each tensor is clipped to the range, so a tensor cut by a shard boundary
   // keeps its flag on both sides; offsets become relative to range.begin.
+  // With an α learning-rate multiplier the α's go to segments of their own,
+  // updated by a second call at the scaled rate; at 1 they stay among the
+  // rest, so runs without it keep their bits.
+  const bool own_alpha_rate = alpha_lr_multiplier_ != 1.0;
   int64_t end = 0;
   for (const ParamEntry& e : layout.entries()) {
     if (e.offset < end)
@@ -55,10 +63,12 @@ AdamW::AdamW(const ParamLayout& layout, const config::TrainConfig& t, kernels::B
     if (x <= b) continue;
     const bool decay = e.weight_decay() && weight_decay_ != 0.0;
     const int64_t rb = b - range.begin, rx = x - range.begin;
-    if (!segments_.empty() && segments_.back().decay == decay && segments_.back().end == rb)
-      segments_.back().end = rx;
+    std::vector<kernels::ParamSegment>& into =
+        own_alpha_rate && e.kind == ParamKind::NormAlpha ? alpha_segments_ : segments_;
+    if (!into.empty() && into.back().decay == decay && into.back().end == rb)
+      into.back().end = rx;
     else
-      segments_.push_back({rb, rx, decay});
+      into.push_back({rb, rx, decay});
   }
   if (end > total_) throw std::invalid_argument("AdamW: layout entries exceed its total");
   exp_avg_ = backend.allocate(kernels::DType::F32, range.size());
@@ -91,7 +101,11 @@ kernels::AdamWScalars AdamW::scalars(int64_t steps, double lr) const {
 void AdamW::update(const kernels::Tensor& params, const kernels::Tensor& grads,
                    const kernels::Tensor* work, double lr) {
   ++steps_;
-  backend_.adamw_step(params, grads, exp_avg(), exp_avg_sq(), segments_, scalars(steps_, lr), work);
+  if (!segments_.empty())
+    backend_.adamw_step(params, grads, exp_avg(), exp_avg_sq(), segments_, scalars(steps_, lr), work);
+  if (!alpha_segments_.empty())
+    backend_.adamw_step(params, grads, exp_avg(), exp_avg_sq(), alpha_segments_,
+                        scalars(steps_, lr * alpha_lr_multiplier_), work);
 }
 
 void AdamW::step(ParamStore& params, double lr) {

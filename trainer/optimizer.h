@@ -27,6 +27,9 @@
 // and step() updates the master weights (and BF16 copy) of the range only;
 // the caller gathers the rest (TrainStep). The full range is plain AdamW.
 //
+// train.alpha_lr_multiplier scales the learning rate of every DyT/DyISRU α
+// (ParamKind::NormAlpha); everything else in the update is the same.
+//
 // Gradient clipping is not done here: see trainer/grad_norm.h.
 #pragma once
 
@@ -91,6 +94,7 @@ class AdamW {
   double beta2() const { return beta2_; }
   double eps() const { return eps_; }
   double weight_decay() const { return weight_decay_; }
+  double alpha_lr_multiplier() const { return alpha_lr_multiplier_; }
 
  private:
   void update(const kernels::Tensor& params, const kernels::Tensor& grads,
@@ -101,9 +105,12 @@ class AdamW {
   // (decay false everywhere when weight_decay is 0), clipped to range_ and
   // relative to range_.begin.
   std::vector<kernels::ParamSegment> segments_;
+  // The DyT/DyISRU α's when train.alpha_lr_multiplier != 1 (else empty):
+  // updated at lr · alpha_lr_multiplier_ (the same relative offsets).
+  std::vector<kernels::ParamSegment> alpha_segments_;
   int64_t total_ = 0;
   FlatRange range_;
-  double beta1_, beta2_, eps_, weight_decay_;
+  double beta1_, beta2_, eps_, weight_decay_, alpha_lr_multiplier_;
   int64_t steps_ = 0;
   kernels::Buffer exp_avg_, exp_avg_sq_;
 };

@@ -341,6 +341,7 @@ TEST(Validate, EachRuleNamesItsField) {
       {[](RunConfig& c) { c.mutable_train()->set_adam_eps(0); }, "train.adam_eps"},
       {[](RunConfig& c) { c.mutable_train()->set_weight_decay(-0.1); }, "train.weight_decay"},
       {[](RunConfig& c) { c.mutable_train()->set_grad_clip(-1); }, "train.grad_clip"},
+      {[](RunConfig& c) { c.mutable_train()->set_alpha_lr_multiplier(0); }, "train.alpha_lr_multiplier"},
       {[](RunConfig& c) { c.mutable_train()->set_warmup_steps(-2); }, "train.warmup_steps"},
       {[](RunConfig& c) { c.mutable_train()->set_log_every(0); }, "train.log_every"},
       {[](RunConfig& c) { c.mutable_train()->set_eval_every(-1); }, "train.eval_every"},

@@ -278,6 +278,46 @@ TEST(AdamW, BitwiseIdenticalAcrossThreadCounts) {
   EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
 }
 
+// train.alpha_lr_multiplier: every α moves as plain AdamW would at lr·k (the
+// same bits), everything else as at lr; at k = 1 the bits of the single
+// rate. Also with a range that cuts the layout (ZeRO-1's shards).
+TEST(AdamW, AlphaLearningRateMultiplierScalesOnlyTheAlphas) {
+  const ParamLayout layout(tiny_dims());
+  const int64_t n = layout.total();
+  std::vector<float> p0(static_cast<size_t>(n)), g(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) p0[i] = static_cast<float>(0.5 * std::cos(0.37 * i));
+  for (int64_t i = 0; i < n; ++i) g[i] = static_cast<float>(std::sin(0.11 * i + 1));
+  const double lr = 3e-3, k = 10;
+  auto run = [&](double multiplier, double rate, FlatRange range) {
+    config::TrainConfig t;
+    t.set_alpha_lr_multiplier(multiplier);
+    AdamW opt(layout, t, kernels::cpu_backend(), range);
+    std::vector<float> p = p0;
+    for (int s = 0; s < 3; ++s) opt.step(p.data(), g.data(), rate);
+    return p;
+  };
+  const FlatRange all{0, n};
+  const std::vector<float> plain = run(1, lr, all), fast = run(1, lr * k, all), mixed = run(k, lr, all);
+  int alphas = 0;
+  for (const auto& e : layout.entries()) {
+    const std::vector<float>& want = e.kind == ParamKind::NormAlpha ? fast : plain;
+    alphas += e.kind == ParamKind::NormAlpha;
+    for (int64_t i = e.offset; i < e.offset + e.numel; ++i) ASSERT_EQ(mixed[i], want[i]) << e.name;
+  }
+  EXPECT_EQ(alphas, 2 * 2 + 1);  // two per block, the final norm's
+  EXPECT_NE(plain[layout.at("model.norm.alpha").offset], fast[layout.at("model.norm.alpha").offset]);
+
+  // A shard that starts inside the layout and ends past an α.
+  const FlatRange part{layout.at("model.layers.0.input_layernorm.alpha").offset - 3, n / 2};
+  const std::vector<float> shard = run(k, lr, part);
+  for (int64_t i = part.begin; i < part.end; ++i) ASSERT_EQ(shard[i], mixed[i]) << "element " << i;
+  for (int64_t i = part.end; i < n; ++i) ASSERT_EQ(shard[i], p0[i]) << "element " << i;
+
+  config::TrainConfig bad;
+  bad.set_alpha_lr_multiplier(0);
+  EXPECT_THROW(AdamW(layout, bad), std::invalid_argument);
+}
+
 TEST(AdamW, RejectsBadHyperparametersAndResumes) {
   const ParamLayout layout(tiny_dims());
   config::TrainConfig t;
