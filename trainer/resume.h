@@ -29,14 +29,17 @@ inline constexpr const char* kExpAvgSqPrefix = "optimizer.exp_avg_sq.";
 std::vector<checkpoint::TensorShape> run_state_shapes(const ParamLayout& layout);
 
 // One rank's state on the host. params: layout.total() floats (the fp32
-// master weights); exp_avg, exp_avg_sq: moments.size() floats, AdamW's
-// moments of the flat range `moments` (moment_range()).
+// master weights), or with params_in_range (a ZeRO-1 sharded master, saving
+// only) moments.size() floats of the range `moments`; exp_avg, exp_avg_sq:
+// moments.size() floats, AdamW's moments of the flat range `moments`
+// (moment_range()).
 template <class T>
 struct RankStateT {
   T* params = nullptr;
   T* exp_avg = nullptr;
   T* exp_avg_sq = nullptr;
   FlatRange moments;
+  bool params_in_range = false;
 };
 using RankState = RankStateT<float>;
 using ConstRankState = RankStateT<const float>;
@@ -49,7 +52,8 @@ std::vector<checkpoint::PieceRef> run_state_pieces(const ParamLayout& layout, Fl
 
 // Reads this rank's blocks back from `ck`: every entry's whole local block
 // of the parameters (replicas too), and the moments of s.moments; the gaps
-// between tensors are left as they are (zero). Throws
+// between tensors are left as they are (zero); s.params_in_range must be
+// false (std::logic_error). Throws
 // checkpoint::CheckpointError naming the checkpoint and the tensor that is
 // missing, not part of this model, or of another global shape than the
 // model being resumed.
