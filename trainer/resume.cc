@@ -56,6 +56,24 @@ std::vector<checkpoint::TensorShape> run_state_shapes(const ParamLayout& layout)
   return out;
 }
 
+HostRankState rank_state_to_host(const ParamStore& params, const AdamW& optimizer, FlatRange moments) {
+  const auto text = [](FlatRange r) { return "[" + std::to_string(r.begin) + ", " + std::to_string(r.end) + ")"; };
+  const FlatRange held = params.master_range(), opt = optimizer.range();
+  if (opt.begin != moments.begin || opt.end != moments.end)
+    throw std::logic_error("rank_state_to_host: the optimizer holds the moments of " + text(opt) +
+                           ", moment_range says " + text(moments));
+  HostRankState s;
+  s.moments = moments;
+  s.params_in_range = params.master_sharded();
+  if (s.params_in_range && (held.begin != moments.begin || held.end != moments.end))
+    throw std::logic_error("rank_state_to_host: the sharded master holds " + text(held) + ", moment_range says " +
+                           text(moments));
+  s.params = s.params_in_range ? params.master_range_to_host() : params.master_to_host();
+  s.exp_avg = optimizer.exp_avg_to_host();
+  s.exp_avg_sq = optimizer.exp_avg_sq_to_host();
+  return s;
+}
+
 std::vector<checkpoint::PieceRef> run_state_pieces(const ParamLayout& layout, FlatRange save,
                                                    const ConstRankState& s) {
   if (save.begin < s.moments.begin || save.end > s.moments.end)

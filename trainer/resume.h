@@ -17,7 +17,9 @@
 #include "checkpoint/checkpoint.h"
 #include "configs/config.h"
 #include "trainer/dp_partition.h"
+#include "trainer/optimizer.h"
 #include "trainer/param_layout.h"
+#include "trainer/param_store.h"
 
 namespace dyt::trainer {
 
@@ -43,6 +45,21 @@ struct RankStateT {
 };
 using RankState = RankStateT<float>;
 using ConstRankState = RankStateT<const float>;
+
+// What a checkpoint saves of this rank, copied to the host: the fp32 master
+// as the store holds it — whole, or a sharded master's range (BF16 ZeRO-1),
+// which must then be `moments` — and the optimizer's moments, which must be
+// those of `moments` (moment_range()). std::logic_error when either holds
+// another range.
+struct HostRankState {
+  std::vector<float> params, exp_avg, exp_avg_sq;
+  FlatRange moments;
+  bool params_in_range = false;
+  ConstRankState view() const {
+    return {params.data(), exp_avg.data(), exp_avg_sq.data(), moments, params_in_range};
+  }
+};
+HostRankState rank_state_to_host(const ParamStore& params, const AdamW& optimizer, FlatRange moments);
 
 // The pieces this rank saves: of each owned entry, the part in `save` (its
 // dp_partition range of layout.total()) of the parameters and both moments.

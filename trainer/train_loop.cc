@@ -132,22 +132,11 @@ std::string save_run(const config::CheckpointConfig& ckc, const RunProgress& p, 
                      const ModelInstance& model, const AdamW& optimizer) {
   const checkpoint::Progress progress{p.step, optimizer.steps_taken(), p.skipped_steps, p.nonfinite_in_a_row};
   const ParamLayout& layout = model.layout();
-  const FlatRange moments = moment_range(layout, mesh.dp, mesh.dp_rank, zero1);
-  // A sharded master holds the saved range exactly, indexed like the moments.
-  const ParamStore& store = model.params();
-  const bool in_range = store.master_sharded();
-  if (in_range && (store.master_range().begin != moments.begin || store.master_range().end != moments.end))
-    throw std::logic_error("save_run: the sharded master holds another range than moment_range");
-  const std::vector<float> params = in_range ? store.master_range_to_host() : store.master_to_host();
-  const std::vector<float> m = optimizer.exp_avg_to_host(), v = optimizer.exp_avg_sq_to_host();
-  if (optimizer.range().begin != moments.begin || optimizer.range().end != moments.end ||
-      static_cast<int64_t>(m.size()) != moments.size() || v.size() != m.size())
-    throw std::logic_error("save_run: the optimizer holds the moments of [" + std::to_string(optimizer.range().begin) +
-                           ", " + std::to_string(optimizer.range().end) + "), moment_range says [" +
-                           std::to_string(moments.begin) + ", " + std::to_string(moments.end) + ")");
+  // Under a sharded master exactly the range it holds, indexed like the moments.
+  const HostRankState state =
+      rank_state_to_host(model.params(), optimizer, moment_range(layout, mesh.dp, mesh.dp_rank, zero1));
   const std::vector<checkpoint::PieceRef> pieces =
-      run_state_pieces(layout, dp_partition(layout.total(), mesh.dp, mesh.dp_rank),
-                       {params.data(), m.data(), v.data(), moments, in_range});
+      run_state_pieces(layout, dp_partition(layout.total(), mesh.dp, mesh.dp_rank), state.view());
   return checkpoint::save_checkpoint(ckc.dir(), progress, run_config_text, run_state_shapes(layout), pieces,
                                      mesh.rank, mesh.world, ckc.keep(),
                                      [&](const std::string& error) { return first_error(comm, error); });

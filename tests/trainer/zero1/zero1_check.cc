@@ -159,9 +159,10 @@ State state(const trainer::ModelInstance& model, const trainer::AdamW& opt, Comm
   return st;
 }
 
-// Checkpointing as dyt-train's save_run and resume_from do it: each rank
-// saves its dp_partition range (a sharded master's own, indexed like the
-// moments), and restores the whole master and its moments' range.
+// Checkpointing as dyt-train's save_run and resume_from do it (the same
+// calls, outside train(), which needs a real GPU for BF16): each rank saves
+// its dp_partition range (a sharded master's own, rank_state_to_host), and
+// restores the whole master and its moments' range.
 struct Ck {
   std::string dir;
   int save_after = -1;  // steps after which to save
@@ -171,13 +172,12 @@ struct Ck {
 void save(const Ck& ck, int64_t steps_done, const std::string& config, const dyt::parallel::Mesh& mesh, bool zero1,
           Communicator& world, const trainer::ModelInstance& model, const trainer::AdamW& opt) {
   const trainer::ParamLayout& layout = model.layout();
-  const trainer::FlatRange moments = trainer::moment_range(layout, mesh.dp, mesh.dp_rank, zero1);
-  const trainer::ParamStore& store = model.params();
-  const bool in_range = store.master_sharded();
-  const std::vector<float> params = in_range ? store.master_range_to_host() : store.master_to_host();
-  const std::vector<float> m = opt.exp_avg_to_host(), v = opt.exp_avg_sq_to_host();
-  const auto pieces = trainer::run_state_pieces(layout, trainer::dp_partition(layout.total(), mesh.dp, mesh.dp_rank),
-                                                {params.data(), m.data(), v.data(), moments, in_range});
+  const trainer::HostRankState st =
+      trainer::rank_state_to_host(model.params(), opt, trainer::moment_range(layout, mesh.dp, mesh.dp_rank, zero1));
+  if (st.params_in_range != (zero1 && compute == dyt::kernels::DType::BF16 && mesh.dp > 1))
+    fail("the checkpoint's parameters are a range iff the master is sharded");
+  const auto pieces =
+      trainer::run_state_pieces(layout, trainer::dp_partition(layout.total(), mesh.dp, mesh.dp_rank), st.view());
   dyt::checkpoint::save_checkpoint(ck.dir, {steps_done, opt.steps_taken(), 0, 0}, config,
                                    trainer::run_state_shapes(layout), pieces, mesh.rank, mesh.world, 5,
                                    [&](const std::string& e) { return trainer::first_error(world, e); });
