@@ -6,6 +6,7 @@
 #include "kernels/backend.h"
 #include "trainer/device_backend.h"
 #include "trainer/param_layout.h"
+#include "trainer/param_store.h"
 
 namespace dyt::launch {
 
@@ -46,15 +47,18 @@ MemoryPlan plan_memory(const config::RunConfig& cfg) {
   // region holds rows/tp rows and three full-row buffers are added.
   const trainer::ArenaSplit split{static_cast<int>(tp), cfg.parallel().sequence_parallel() && tp > 1};
   const trainer::MemoryNeed need =
-      trainer::memory_need(rank_dims, t.micro_batch(), t.seq_len(), false, dt, split);
+      trainer::memory_need(rank_dims, t.micro_batch(), t.seq_len(), false, dt, split, static_cast<int>(dz));
   const trainer::MemoryNeed need_rc =
-      trainer::memory_need(rank_dims, t.micro_batch(), t.seq_len(), true, dt, split);
-  p.buffer_elements = trainer::ParamLayout(dims, {0, static_cast<int>(tp)}).total();
+      trainer::memory_need(rank_dims, t.micro_batch(), t.seq_len(), true, dt, split, static_cast<int>(dz));
+  const trainer::ParamLayout layout_rank(dims, {0, static_cast<int>(tp)});
+  p.buffer_elements = layout_rank.total();
   p.zero_shard = ceil_div(p.buffer_elements, dz);
   const int64_t n = p.buffer_elements;
   p.weight_bytes = n * act_size;
   p.grad_bytes = n * 4;
-  p.master_bytes = bf16 ? p.zero_shard * 4 : 0;
+  // Under BF16 the master's shard; sharded (dz > 1), also the side buffer
+  // of the tensors read in fp32, kept whole (trainer/param_store.h).
+  p.master_bytes = bf16 ? p.zero_shard * 4 + (dz > 1 ? trainer::side_elements(layout_rank) * 4 : 0) : 0;
   p.optimizer_bytes = p.zero_shard * 8;
   // The trainer reduce-scatters the gradients into a chunk of its own
   // before they go back into the gradient buffer (trainer/train_step.cc).
@@ -95,13 +99,23 @@ CommPlan plan_comm(const config::RunConfig& cfg) {
     const size_t shard = static_cast<size_t>(mem.zero_shard);
     add("dp", "reduce-scatter of the fp32 gradients", Collective::reduce_scatter_sum,
         parallel::reduce_scatter_traffic(shard, 4, dp), 1);
-    // fp32 under BF16 too: TrainStep gathers the master weights (the model
-    // reads its norm parameters from the fp32 master, and checkpoints the
-    // whole master) and rounds the BF16 copy locally. Gathering bf16 (half
-    // the bytes, as Megatron's distributed optimizer) needs the master kept
-    // as a shard and a 16-bit all-gather: docs/parallel.md, ZeRO-1.
-    add("dp", "all-gather of the updated fp32 master weights", Collective::allgather,
-        parallel::allgather_traffic(shard, 4, dp), 1);
+    if (bf16 && dp > 1) {
+      // The master is sharded (Megatron's distributed optimizer): TrainStep
+      // gathers the updated bf16 working copy, and the fp32 side buffer
+      // (norm parameters, α, scale: each rank sends all of it, every
+      // element is taken from its owner).
+      add("dp", "all-gather of the updated bf16 weights", Collective::allgather,
+          parallel::allgather_traffic(shard, 2, dp), 1);
+      add("dp", "all-gather of the fp32 norm parameters (side buffer)", Collective::allgather,
+          parallel::allgather_traffic(static_cast<size_t>(trainer::side_elements(
+                                          trainer::ParamLayout(dims, {0, tp}))),
+                                      4, dp),
+          1);
+    } else {
+      // FP32: the master is the working copy; whole on every rank.
+      add("dp", "all-gather of the updated fp32 master weights", Collective::allgather,
+          parallel::allgather_traffic(shard, 4, dp), 1);
+    }
     add("dp", "all-reduce of the shards' squared gradient norm (f64)", Collective::allreduce_sum,
         parallel::allreduce_traffic(1, 8, dp, 0), 1);
   } else {

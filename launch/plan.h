@@ -24,7 +24,7 @@ struct MemoryPlan {
   int64_t buffer_elements = 0;      // the rank's parameter buffer, each tensor 64-aligned
   int64_t zero_shard = 0;           // elements of master/optimizer state this rank holds
   int64_t weight_bytes = 0;         // working weights (fp32, or bf16 under BF16)
-  int64_t master_bytes = 0;         // fp32 master copy (BF16 only), ZeRO-1 sharded
+  int64_t master_bytes = 0;         // fp32 master copy (BF16 only), ZeRO-1 sharded (+ its side buffer)
   int64_t grad_bytes = 0;           // fp32 gradients (the full buffer: reduced before the shard)
   int64_t optimizer_bytes = 0;      // AdamW m and v, fp32, ZeRO-1 sharded over dp when on
   int64_t zero_staging_bytes = 0;   // ZeRO-1 at dp > 1: the reduce-scatter's fp32 output chunk

@@ -136,6 +136,7 @@ void Communicator::reduce_scatter_sum(const double* in, double* out, size_t c) {
 }
 void Communicator::allgather(const float* in, float* out, size_t c) { allgather_counted(in, out, c); }
 void Communicator::allgather(const double* in, double* out, size_t c) { allgather_counted(in, out, c); }
+void Communicator::allgather(const uint16_t* in, uint16_t* out, size_t c) { allgather_counted(in, out, c); }
 
 int64_t Communicator::allreduce_max(int64_t value) {
   const int64_t out = do_allreduce_max(value);
@@ -176,6 +177,9 @@ void LocalCommunicator::do_allgather(const float* in, float* out, size_t c) {
 }
 void LocalCommunicator::do_allgather(const double* in, double* out, size_t c) {
   if (c) std::memcpy(out, in, c * sizeof(double));
+}
+void LocalCommunicator::do_allgather(const uint16_t* in, uint16_t* out, size_t c) {
+  if (c) std::memcpy(out, in, c * sizeof(uint16_t));
 }
 
 }  // namespace dyt::parallel

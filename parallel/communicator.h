@@ -93,6 +93,9 @@ class Communicator {
   // must not overlap.
   void allgather(const float* in, float* out, size_t count_per_rank);
   void allgather(const double* in, double* out, size_t count_per_rank);
+  // The same for 16-bit words (bf16 bits, moved as they are: ZeRO-1's
+  // working copy), counted at 2 bytes per element.
+  void allgather(const uint16_t* in, uint16_t* out, size_t count_per_rank);
   // The largest `value` over the ranks (e.g. "has any rank been asked to stop").
   int64_t allreduce_max(int64_t value);
   void barrier();
@@ -124,6 +127,7 @@ class Communicator {
   virtual void do_reduce_scatter_sum(const double* in, double* out, size_t count_per_rank) = 0;
   virtual void do_allgather(const float* in, float* out, size_t count_per_rank) = 0;
   virtual void do_allgather(const double* in, double* out, size_t count_per_rank) = 0;
+  virtual void do_allgather(const uint16_t* in, uint16_t* out, size_t count_per_rank) = 0;
   virtual int64_t do_allreduce_max(int64_t value) = 0;
   virtual void do_barrier() = 0;
   virtual void do_broadcast(void* data, size_t bytes, int root) = 0;
@@ -155,6 +159,7 @@ class LocalCommunicator final : public Communicator {
   void do_reduce_scatter_sum(const double* in, double* out, size_t count) override;
   void do_allgather(const float* in, float* out, size_t count) override;
   void do_allgather(const double* in, double* out, size_t count) override;
+  void do_allgather(const uint16_t* in, uint16_t* out, size_t count) override;
   int64_t do_allreduce_max(int64_t value) override { return value; }
   void do_barrier() override {}
   void do_broadcast(void*, size_t, int) override {}

@@ -26,6 +26,8 @@ template <>
 MPI_Datatype mpi_type<float>() { return MPI_FLOAT; }
 template <>
 MPI_Datatype mpi_type<double>() { return MPI_DOUBLE; }
+template <>
+MPI_Datatype mpi_type<uint16_t>() { return MPI_UINT16_T; }
 
 }  // namespace
 
@@ -169,6 +171,7 @@ void MpiCommunicator::do_reduce_scatter_sum(const double* in, double* out, size_
 }
 void MpiCommunicator::do_allgather(const float* in, float* out, size_t c) { gather(in, out, c); }
 void MpiCommunicator::do_allgather(const double* in, double* out, size_t c) { gather(in, out, c); }
+void MpiCommunicator::do_allgather(const uint16_t* in, uint16_t* out, size_t c) { gather(in, out, c); }
 
 int64_t MpiCommunicator::do_allreduce_max(int64_t value) {
   int64_t out = value;

@@ -202,6 +202,12 @@ void NcclCommunicator::do_allgather(const double* in, double* out, size_t c) {
   nccl_check(ncclAllGather(in, out, c, ncclFloat64, comm_, stream_), "ncclAllGather", comm_);
   check_async("ncclAllGather");
 }
+// 16-bit words as pairs of bytes: a gather moves bits, whatever they encode.
+void NcclCommunicator::do_allgather(const uint16_t* in, uint16_t* out, size_t c) {
+  if (c == 0) return;
+  nccl_check(ncclAllGather(in, out, 2 * c, ncclUint8, comm_, stream_), "ncclAllGather", comm_);
+  check_async("ncclAllGather");
+}
 
 // The value goes through the device scratch in stream order; the stream is
 // then waited for, since the caller wants the host value.

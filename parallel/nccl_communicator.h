@@ -73,6 +73,7 @@ class NcclCommunicator final : public Communicator {
   void do_reduce_scatter_sum(const double* in, double* out, size_t count_per_rank) override;
   void do_allgather(const float* in, float* out, size_t count_per_rank) override;
   void do_allgather(const double* in, double* out, size_t count_per_rank) override;
+  void do_allgather(const uint16_t* in, uint16_t* out, size_t count_per_rank) override;
   int64_t do_allreduce_max(int64_t value) override;
   void do_barrier() override;
   void do_broadcast(void* data, size_t bytes, int root) override;

@@ -7,6 +7,7 @@
 #include "trainer/activation_arena.h"
 #include "trainer/model_dims.h"
 #include "trainer/param_layout.h"
+#include "trainer/param_store.h"
 #ifdef DYT_HAVE_CUDA_BACKEND
 #include "kernels/cuda/cuda_backend.h"
 #endif
@@ -84,15 +85,20 @@ MemoryNeed memory_need(const config::RunConfig& cfg) {
   const int tp = static_cast<int>(cfg.parallel().tp());
   return memory_need(shard_dims(model_dims(cfg.model()), tp), t.micro_batch(), t.seq_len(),
                      t.recompute(), compute_dtype(t),
-                     ArenaSplit{tp, cfg.parallel().sequence_parallel()});
+                     ArenaSplit{tp, cfg.parallel().sequence_parallel()},
+                     cfg.parallel().zero1() ? static_cast<int>(cfg.parallel().dp()) : 1);
 }
 
 MemoryNeed memory_need(const ModelDims& dims, int64_t micro_batch, int64_t seq_len, bool recompute,
-                       kernels::DType dt, ArenaSplit split) {
-  const int64_t n = ParamLayout(dims).total();
+                       kernels::DType dt, ArenaSplit split, int zero_dp) {
+  const ParamLayout layout(dims);
+  const int64_t n = layout.total(), shard = (n + zero_dp - 1) / zero_dp;
   MemoryNeed m;
-  m.parameters = n * (4 + 4 + (dt == kernels::DType::BF16 ? 2 : 0));
-  m.optimizer = n * 8;
+  if (dt == kernels::DType::BF16)  // bf16 copy, fp32 gradients, the master's shard (+ side buffer)
+    m.parameters = n * (2 + 4) + shard * 4 + (zero_dp > 1 ? side_elements(layout) * 4 : 0);
+  else  // the master is the working copy
+    m.parameters = n * (4 + 4);
+  m.optimizer = shard * 8;
   m.activations = ActivationArena::bytes_needed(dims, micro_batch, seq_len, recompute, dt, split);
   // cuBLASLt's 32 MiB, and the norm/attention/loss workspaces: each at most
   // a few floats per row of one micro-batch, bounded here by 64 per row.

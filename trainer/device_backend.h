@@ -34,8 +34,12 @@ struct MemoryNeed {
 };
 MemoryNeed memory_need(const config::RunConfig& cfg);
 // The same for one rank's shapes (the planner passes tensor-parallel shard
-// dims), so the check before a run and dyt-plan share one formula.
+// dims), so the check before a run and dyt-plan share one formula. zero_dp:
+// the dp size under ZeRO-1 (1 without), which shards AdamW's moments and,
+// under BF16, the fp32 master (ParamStore): per parameter 2 (bf16 copy) +
+// 4 (gradients) + 12/zero_dp (master, m, v), plus the side buffer's 4 per
+// norm parameter when sharded; under FP32 4 + 4 + 8/zero_dp.
 MemoryNeed memory_need(const ModelDims& dims, int64_t micro_batch, int64_t seq_len, bool recompute,
-                       kernels::DType dt, ArenaSplit split = {});
+                       kernels::DType dt, ArenaSplit split = {}, int zero_dp = 1);
 
 }  // namespace dyt::trainer

@@ -4,28 +4,18 @@
 #include <string>
 #include <vector>
 
-#include "trainer/dp_partition.h"
 #include "trainer/init.h"
 
 namespace dyt::trainer {
-namespace {
-
-int64_t padded_total(int64_t total, int shard_dp) {
-  if (shard_dp < 1)
-    throw std::invalid_argument("ModelInstance: shard_dp must be >= 1, got " + std::to_string(shard_dp));
-  return shard_dp * dp_chunk(total, shard_dp);
-}
-
-}  // namespace
 
 ModelInstance::ModelInstance(const config::ModelConfig& config, int64_t batch, int64_t seq_len,
                              bool recompute, kernels::Backend& backend, kernels::DType compute_dtype,
-                             TensorParallel tp, int shard_dp)
+                             TensorParallel tp, DpShard shard)
     : config_(config),
       dims_(model_dims(config)),
       tp_(tp),
       layout_(dims_, TpRank{tp.rank(), tp.size()}),
-      params_(layout_, backend, compute_dtype, padded_total(layout_.total(), shard_dp)),
+      params_(layout_, backend, compute_dtype, shard),
       acts_(shard_dims(dims_, tp.size()), batch, seq_len, recompute, backend, compute_dtype,
             ArenaSplit{tp.size(), tp.sequence_parallel}),
       model_(dims_, params_, tp) {

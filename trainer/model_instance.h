@@ -24,12 +24,12 @@ class ModelInstance {
   // BF16 (working copy and activations) on a backend that has it.
   // Under tensor parallelism (tp.group) this is one rank's part of the
   // model: every rank of the group calls every method with the same ids.
-  // shard_dp > 1: the master and gradient buffers are padded to
-  // shard_dp · dp_chunk(total, shard_dp) elements for ZeRO-1's collectives.
+  // shard: ZeRO-1's dp group (ParamStore): with dp > 1 the buffers are
+  // padded for its collectives and, under BF16, the fp32 master sharded.
   ModelInstance(const config::ModelConfig& config, int64_t batch, int64_t seq_len, bool recompute,
                 kernels::Backend& backend = kernels::cpu_backend(),
                 kernels::DType compute_dtype = kernels::DType::F32, TensorParallel tp = {},
-                int shard_dp = 1);
+                DpShard shard = {});
   ModelInstance(const ModelInstance&) = delete;
   ModelInstance& operator=(const ModelInstance&) = delete;
 

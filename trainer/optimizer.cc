@@ -115,8 +115,14 @@ void AdamW::step(ParamStore& params, double lr) {
     throw std::invalid_argument("AdamW::step: the store holds " + std::to_string(params.total()) +
                                 " elements, the optimizer's layout " + std::to_string(total_));
   const int64_t b = range_.begin, n = range_.size();
+  // A sharded master holds its range only (ParamStore::master_range()).
+  const FlatRange held = params.master_range();
+  if (b < held.begin || range_.end > held.end)
+    throw std::invalid_argument("AdamW::step: the optimizer updates [" + std::to_string(b) + ", " +
+                                std::to_string(range_.end) + "), the master holds [" + std::to_string(held.begin) +
+                                ", " + std::to_string(held.end) + ")");
   const kernels::Tensor work = params.has_work_copy() ? kernels::slice(params.work(), b, n) : kernels::Tensor{};
-  update(kernels::slice(params.master(), b, n), kernels::slice(params.grads(), b, n),
+  update(kernels::slice(params.master(), b - held.begin, n), kernels::slice(params.grads(), b, n),
          params.has_work_copy() ? &work : nullptr, lr);
 }
 

@@ -25,7 +25,9 @@
 // range.size() elements (element i is the layout's element range.begin + i),
 // the segments are clipped to the range (each tensor keeps its decay flag),
 // and step() updates the master weights (and BF16 copy) of the range only;
-// the caller gathers the rest (TrainStep). The full range is plain AdamW.
+// the caller gathers the rest (TrainStep). The store's master may hold that
+// range only (a sharded master, ParamStore::master_range()). The full range
+// is plain AdamW.
 //
 // train.alpha_lr_multiplier scales the learning rate of every DyT/DyISRU α
 // (ParamKind::NormAlpha); everything else in the update is the same.

@@ -31,17 +31,18 @@ config::RunConfig trajectory(const config::RunConfig& cfg) {
   return r;
 }
 
-// The three tensors of an entry: name in the checkpoint, and where its
-// floats live (the parameters, or one of the moments).
+// The three tensors of an entry: name in the checkpoint, where its floats
+// live, and whether they are indexed from moments.begin (the moments, and a
+// sharded master's parameters) or from 0.
 template <class T>
 struct Part {
   std::string name;
   T* data;
-  bool moment;
+  bool ranged;
 };
 template <class T>
 std::vector<Part<T>> parts(const ParamEntry& e, const RankStateT<T>& s) {
-  return {{e.name, s.params, false},
+  return {{e.name, s.params, s.params_in_range},
           {kExpAvgPrefix + e.name, s.exp_avg, true},
           {kExpAvgSqPrefix + e.name, s.exp_avg_sq, true}};
 }
@@ -55,6 +56,24 @@ std::vector<checkpoint::TensorShape> run_state_shapes(const ParamLayout& layout)
   return out;
 }
 
+HostRankState rank_state_to_host(const ParamStore& params, const AdamW& optimizer, FlatRange moments) {
+  const auto text = [](FlatRange r) { return "[" + std::to_string(r.begin) + ", " + std::to_string(r.end) + ")"; };
+  const FlatRange held = params.master_range(), opt = optimizer.range();
+  if (opt.begin != moments.begin || opt.end != moments.end)
+    throw std::logic_error("rank_state_to_host: the optimizer holds the moments of " + text(opt) +
+                           ", moment_range says " + text(moments));
+  HostRankState s;
+  s.moments = moments;
+  s.params_in_range = params.master_sharded();
+  if (s.params_in_range && (held.begin != moments.begin || held.end != moments.end))
+    throw std::logic_error("rank_state_to_host: the sharded master holds " + text(held) + ", moment_range says " +
+                           text(moments));
+  s.params = s.params_in_range ? params.master_range_to_host() : params.master_to_host();
+  s.exp_avg = optimizer.exp_avg_to_host();
+  s.exp_avg_sq = optimizer.exp_avg_sq_to_host();
+  return s;
+}
+
 std::vector<checkpoint::PieceRef> run_state_pieces(const ParamLayout& layout, FlatRange save,
                                                    const ConstRankState& s) {
   if (save.begin < s.moments.begin || save.end > s.moments.end)
@@ -66,12 +85,13 @@ std::vector<checkpoint::PieceRef> run_state_pieces(const ParamLayout& layout, Fl
     if (!e.shard.owner()) continue;  // another tp rank writes this block
     for (const FlatBox& b : entry_boxes(e, save))
       for (const Part<const float>& p : parts(e, s))
-        out.push_back({p.name, b.box, p.data + (b.flat_begin - (p.moment ? s.moments.begin : 0))});
+        out.push_back({p.name, b.box, p.data + (b.flat_begin - (p.ranged ? s.moments.begin : 0))});
   }
   return out;
 }
 
 void restore_run_state(const checkpoint::Checkpoint& ck, const ParamLayout& layout, const RankState& s) {
+  if (s.params_in_range) throw std::logic_error("restore_run_state: the parameters are read whole");
   const std::string where = "checkpoint '" + ck.path + "'";
   // The checkpoint holds exactly this model's tensors, at its global shapes.
   for (const checkpoint::TensorShape& t : run_state_shapes(layout)) {

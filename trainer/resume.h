@@ -17,7 +17,9 @@
 #include "checkpoint/checkpoint.h"
 #include "configs/config.h"
 #include "trainer/dp_partition.h"
+#include "trainer/optimizer.h"
 #include "trainer/param_layout.h"
+#include "trainer/param_store.h"
 
 namespace dyt::trainer {
 
@@ -29,17 +31,35 @@ inline constexpr const char* kExpAvgSqPrefix = "optimizer.exp_avg_sq.";
 std::vector<checkpoint::TensorShape> run_state_shapes(const ParamLayout& layout);
 
 // One rank's state on the host. params: layout.total() floats (the fp32
-// master weights); exp_avg, exp_avg_sq: moments.size() floats, AdamW's
-// moments of the flat range `moments` (moment_range()).
+// master weights), or with params_in_range (a ZeRO-1 sharded master, saving
+// only) moments.size() floats of the range `moments`; exp_avg, exp_avg_sq:
+// moments.size() floats, AdamW's moments of the flat range `moments`
+// (moment_range()).
 template <class T>
 struct RankStateT {
   T* params = nullptr;
   T* exp_avg = nullptr;
   T* exp_avg_sq = nullptr;
   FlatRange moments;
+  bool params_in_range = false;
 };
 using RankState = RankStateT<float>;
 using ConstRankState = RankStateT<const float>;
+
+// What a checkpoint saves of this rank, copied to the host: the fp32 master
+// as the store holds it — whole, or a sharded master's range (BF16 ZeRO-1),
+// which must then be `moments` — and the optimizer's moments, which must be
+// those of `moments` (moment_range()). std::logic_error when either holds
+// another range.
+struct HostRankState {
+  std::vector<float> params, exp_avg, exp_avg_sq;
+  FlatRange moments;
+  bool params_in_range = false;
+  ConstRankState view() const {
+    return {params.data(), exp_avg.data(), exp_avg_sq.data(), moments, params_in_range};
+  }
+};
+HostRankState rank_state_to_host(const ParamStore& params, const AdamW& optimizer, FlatRange moments);
 
 // The pieces this rank saves: of each owned entry, the part in `save` (its
 // dp_partition range of layout.total()) of the parameters and both moments.
@@ -49,7 +69,8 @@ std::vector<checkpoint::PieceRef> run_state_pieces(const ParamLayout& layout, Fl
 
 // Reads this rank's blocks back from `ck`: every entry's whole local block
 // of the parameters (replicas too), and the moments of s.moments; the gaps
-// between tensors are left as they are (zero). Throws
+// between tensors are left as they are (zero); s.params_in_range must be
+// false (std::logic_error). Throws
 // checkpoint::CheckpointError naming the checkpoint and the tensor that is
 // missing, not part of this model, or of another global shape than the
 // model being resumed.

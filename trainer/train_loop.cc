@@ -132,28 +132,22 @@ std::string save_run(const config::CheckpointConfig& ckc, const RunProgress& p, 
                      const ModelInstance& model, const AdamW& optimizer) {
   const checkpoint::Progress progress{p.step, optimizer.steps_taken(), p.skipped_steps, p.nonfinite_in_a_row};
   const ParamLayout& layout = model.layout();
-  const FlatRange moments = moment_range(layout, mesh.dp, mesh.dp_rank, zero1);
-  const std::vector<float> params = model.params().master_to_host();
-  const std::vector<float> m = optimizer.exp_avg_to_host(), v = optimizer.exp_avg_sq_to_host();
-  if (optimizer.range().begin != moments.begin || optimizer.range().end != moments.end ||
-      static_cast<int64_t>(m.size()) != moments.size() || v.size() != m.size())
-    throw std::logic_error("save_run: the optimizer holds the moments of [" + std::to_string(optimizer.range().begin) +
-                           ", " + std::to_string(optimizer.range().end) + "), moment_range says [" +
-                           std::to_string(moments.begin) + ", " + std::to_string(moments.end) + ")");
+  // Under a sharded master exactly the range it holds, indexed like the moments.
+  const HostRankState state =
+      rank_state_to_host(model.params(), optimizer, moment_range(layout, mesh.dp, mesh.dp_rank, zero1));
   const std::vector<checkpoint::PieceRef> pieces =
-      run_state_pieces(layout, dp_partition(layout.total(), mesh.dp, mesh.dp_rank),
-                       {params.data(), m.data(), v.data(), moments});
+      run_state_pieces(layout, dp_partition(layout.total(), mesh.dp, mesh.dp_rank), state.view());
   return checkpoint::save_checkpoint(ckc.dir(), progress, run_config_text, run_state_shapes(layout), pieces,
                                      mesh.rank, mesh.world, ckc.keep(),
                                      [&](const std::string& error) { return first_error(comm, error); });
 }
 
 // The trained weights as a Hugging Face directory (hf_model.h): whole
-// tensors, gathered from the tensor-parallel blocks (collective over tp;
-// the root writes).
+// tensors, gathered from a sharded master's dp ranges (collective over dp)
+// and from the tensor-parallel blocks (collective over tp; the root writes).
 void export_model(const std::filesystem::path& run_dir, const ModelInstance& model,
-                  parallel::Communicator& tp, bool root) {
-  std::vector<float> params = model.params().master_to_host();
+                  parallel::Communicator& dp, parallel::Communicator& tp, bool root) {
+  std::vector<float> params = gather_master(model.params(), dp);
   if (tp.size() > 1) params = gather_blocks(model.dims(), model.layout(), params.data(), tp);
   if (!root) return;
   const ParamLayout whole(model.dims());
@@ -186,10 +180,11 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out, parallel::Commu
   const int64_t T = t.seq_len(), B = t.micro_batch();
 
   parallel::TensorCollectives tp_group(*groups.tp, *backend);
-  // Under ZeRO-1 the buffers are padded for the dp collectives and the
-  // optimizer holds this rank's dp_partition only.
+  // Under ZeRO-1 the buffers are padded for the dp collectives, the
+  // optimizer (and under BF16 the master) holds this rank's dp_partition only.
   ModelInstance model(cfg.model(), B, T, t.recompute(), *backend, compute_dtype(t),
-                      TensorParallel{&tp_group, cfg.parallel().sequence_parallel()}, zero1 ? mesh.dp : 1);
+                      TensorParallel{&tp_group, cfg.parallel().sequence_parallel()},
+                      zero1 ? DpShard{mesh.dp, mesh.dp_rank} : DpShard{});
   model.init(t.seed());
   const int64_t total = model.layout().total();
   AdamW optimizer(model.layout(), t, *backend,
@@ -334,7 +329,7 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out, parallel::Commu
   summary.seconds = seconds_since(start);
   summary.finished = summary.steps >= t.steps();  // >: resumed past a shortened run (allow_config_change)
   if (!summary.finished) return summary;  // the checkpoint holds the state; no export yet
-  export_model(run_dir, model, *groups.tp, root);
+  export_model(run_dir, model, *groups.dp, *groups.tp, root);
   return summary;
 }
 

@@ -58,9 +58,31 @@ TrainStep::TrainStep(ModelInstance& model, AdamW& optimizer, const data::BatchSa
                                   " ranks needs the parameter store padded to " +
                                   std::to_string(dp * chunk_) + " elements, it has " +
                                   std::to_string(p.padded_total()));
+    // Under BF16 the master is sharded over this group, the range ours.
+    const bool shard_master = p.has_work_copy() && dp > 1;
+    if (p.master_sharded() != shard_master ||
+        (shard_master && (p.master_range().begin != range_.begin || p.master_range().end != range_.end)))
+      throw std::invalid_argument("TrainStep: ZeRO-1 over " + std::to_string(dp) + " ranks " +
+                                  (shard_master ? "under BF16 needs the master sharded to " + range_text(range_)
+                                                : std::string("under FP32 needs the master whole")) +
+                                  ", the store holds " + range_text(p.master_range()));
     if (dp > 1) {
       shard_.resize(static_cast<size_t>(chunk_));
       if (staged_) host_grads_.resize(static_cast<size_t>(dp * chunk_));
+    }
+    if (shard_master) {
+      shard16_.resize(static_cast<size_t>(chunk_));
+      if (staged_) host16_.resize(static_cast<size_t>(dp * chunk_));
+      const int64_t S = p.side().numel();
+      side_host_.resize(static_cast<size_t>(S));
+      side_all_.resize(static_cast<size_t>(dp * S));
+      // Element f of the flat buffer is owned by rank f / chunk.
+      for (const SidePiece& piece : p.side_pieces())
+        for (int64_t f = piece.offset, end = piece.offset + piece.numel; f < end;) {
+          const int64_t k = f / chunk_, e = std::min(end, (k + 1) * chunk_);
+          side_owners_.push_back({static_cast<int>(k), piece.side + (f - piece.offset), piece.side + (e - piece.offset)});
+          f = e;
+        }
     }
   } else if (staged_ && dp > 1) {
     host_grads_.resize(static_cast<size_t>(n));
@@ -113,6 +135,24 @@ void TrainStep::reduce_grads() {
 void TrainStep::gather_params() {
   const int dp = dp_.size();
   ParamStore& p = model_.params();
+  if (p.master_sharded()) {
+    // The range's BF16 copy, written by AdamW in its pass (the bits plain dp
+    // has there), to every rank; past the range the chunk sends zeros.
+    kernels::Backend& be = p.backend();
+    const size_t c = static_cast<size_t>(chunk_);
+    std::fill(shard16_.begin(), shard16_.end(), uint16_t{0});
+    const kernels::Tensor mine = kernels::slice(p.work(), range_.begin, range_.size());
+    if (staged_) {
+      be.download(mine, shard16_.data());
+      dp_.allgather(shard16_.data(), host16_.data(), c);
+      be.upload(host16_.data(), p.work_padded());
+    } else {
+      std::memcpy(shard16_.data(), mine.data, static_cast<size_t>(range_.size()) * sizeof(uint16_t));
+      dp_.allgather(shard16_.data(), static_cast<uint16_t*>(p.work_padded().data), c);
+    }
+    gather_side();
+    return;
+  }
   if (dp > 1) {
     kernels::Backend& be = p.backend();
     const size_t c = static_cast<size_t>(chunk_);
@@ -132,6 +172,30 @@ void TrainStep::gather_params() {
   // The range's BF16 copy was written by AdamW; the gathered rest is rounded
   // here by the same round-to-nearest-even.
   p.refresh_work();
+}
+
+// The side buffer's updated elements are each in one rank's range: every
+// rank sends its whole side buffer (small: the norm parameters, α, the
+// scale) and takes each element from its owner, so the bits are the
+// owner's master's, as plain dp's.
+void TrainStep::gather_side() {
+  ParamStore& p = model_.params();
+  kernels::Backend& be = p.backend();
+  p.side_from_master();
+  const kernels::Tensor side = p.side();
+  const size_t S = side_host_.size();
+  if (staged_)
+    be.download(side, side_host_.data());
+  else if (S)
+    std::memcpy(side_host_.data(), side.f32(), S * sizeof(float));
+  dp_.allgather(side_host_.data(), side_all_.data(), S);
+  for (const SideRun& r : side_owners_)
+    std::copy(side_all_.begin() + static_cast<int64_t>(r.rank * S) + r.begin,
+              side_all_.begin() + static_cast<int64_t>(r.rank * S) + r.end, side_host_.begin() + r.begin);
+  if (staged_)
+    be.upload(side_host_.data(), side);
+  else if (S)
+    std::memcpy(side.f32(), side_host_.data(), S * sizeof(float));
 }
 
 double TrainStep::grad_norm() {
@@ -222,6 +286,21 @@ StepResult TrainStep::run(int64_t step, double lr, bool probe_norms) {
   if (zero1_) gather_params();
   count_comm();
   return r;
+}
+
+std::vector<float> gather_master(const ParamStore& params, parallel::Communicator& dp) {
+  if (!params.master_sharded()) return params.master_to_host();
+  const int64_t n = params.total(), c = dp_chunk(n, dp.size());
+  const FlatRange mine = dp_partition(n, dp.size(), dp.rank()), held = params.master_range();
+  if (held.begin != mine.begin || held.end != mine.end)
+    throw std::invalid_argument("gather_master: the store holds " + range_text(held) + ", dp rank " +
+                                std::to_string(dp.rank()) + " of " + std::to_string(dp.size()) + " owns " +
+                                range_text(mine));
+  std::vector<float> shard = params.master_range_to_host(), out(static_cast<size_t>(dp.size() * c));
+  shard.resize(static_cast<size_t>(c), 0.0f);  // the short or empty last partitions: zero padding
+  dp.allgather(shard.data(), out.data(), static_cast<size_t>(c));
+  out.resize(static_cast<size_t>(n));
+  return out;
 }
 
 double evaluate(ModelInstance& model, const data::EvalBatches& batches, int dp_rank, int dp,

@@ -10,8 +10,11 @@
 // and every rank updates every parameter. With ZeRO-1 (docs/parallel.md)
 // they are reduce-scattered onto the rank's dp_partition, AdamW (holding the
 // moments of that range only) updates the master weights there, and the
-// master weights are all-gathered over dp; the working copy is refreshed.
-// Both give the same bits (fixed-order sums, trainer/norm_partition.h).
+// parameters are all-gathered over dp: under FP32 the master (fp32); under
+// BF16, whose store keeps only the master's range (ParamStore), the BF16
+// working copy (16 bits) and the small fp32 side buffer of the tensors the
+// model reads in fp32, each element taken from its owner. Both give the
+// same bits (fixed-order sums, trainer/norm_partition.h).
 #pragma once
 
 #include <cstdint>
@@ -44,8 +47,9 @@ class TrainStep {
   // groups: this rank's data- and tensor-parallel groups (the model's tp
   // group is groups.tp); they must outlive the step. With zero1 the
   // optimizer must hold exactly dp_partition(total, dp, dp_rank) and the
-  // store be padded to dp·dp_chunk (ModelInstance's shard_dp); without it,
-  // the whole buffer. std::invalid_argument otherwise.
+  // store be ZeRO-1's of this dp group (ModelInstance's DpShard: padded to
+  // dp·dp_chunk, and under BF16 holding that range of the master); without
+  // it, the whole buffer. std::invalid_argument otherwise.
   TrainStep(ModelInstance& model, AdamW& optimizer, const data::BatchSampler& sampler,
             const parallel::Groups& groups, const config::TrainConfig& t, bool zero1 = false);
 
@@ -67,8 +71,10 @@ class TrainStep {
   // Gradients summed over the dp ranks (fixed rank order): all of them, or
   // under ZeRO-1 this rank's partition only.
   void reduce_grads();
-  // Under ZeRO-1: every rank's updated master range to every rank.
+  // Under ZeRO-1: every rank's updated range to every rank (the master, or
+  // the BF16 copy and the side buffer).
   void gather_params();
+  void gather_side();
   double grad_norm();
   // The groups of more than one rank, by name, and their counters.
   std::vector<std::pair<std::string, parallel::CommStats>> comm_stats() const;
@@ -88,6 +94,16 @@ class TrainStep {
   std::vector<int32_t> tokens_, targets_;
   std::vector<float> host_grads_;   // staging: the (padded) gradients or the gathered master
   std::vector<float> shard_;        // one dp chunk (ZeRO-1): the reduced gradients, the range to send
+  // A sharded master (BF16): the working copy's chunk to send and (staged)
+  // the gathered copy; the side buffer, every rank's side buffer, and which
+  // rank owns each run of it.
+  std::vector<uint16_t> shard16_, host16_;
+  std::vector<float> side_host_, side_all_;
+  struct SideRun {
+    int rank;
+    int64_t begin, end;
+  };
+  std::vector<SideRun> side_owners_;
   // The norm's pieces (norm_partition.h): those of partition k are
   // pieces_[piece_start_[k], piece_start_[k+1]); under ZeRO-1 only this rank's.
   std::vector<FlatRange> pieces_;
@@ -95,6 +111,11 @@ class TrainStep {
   kernels::Buffer piece_sums_;      // F64 [pieces], one download per step
   std::vector<double> host_sums_;
 };
+
+// The whole fp32 master on the host: read, or under a sharded master
+// gathered over `dp` (the group it is sharded over; collective there).
+// std::invalid_argument when the store's range is not this rank's partition.
+std::vector<float> gather_master(const ParamStore& params, parallel::Communicator& dp);
 
 // Mean validation loss over the fixed validation batches, which the
 // data-parallel ranks share out (batch j on rank j mod dp); `comm` is the

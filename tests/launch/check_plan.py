@@ -6,8 +6,9 @@ it may differ only by one α per norm layer (2 per block + the final one) and
 the embedding scale, plus β (d per norm layer) when norm_bias is on.
 
 Then the per-rank state and communication figures against formulas
-written out here: ZeRO-1's bytes per parameter (6 + 12/dp under BF16, 8 + 8/dp
-under FP32, Megatron's distributed optimizer), sequence parallelism dividing
+written out here: ZeRO-1's bytes per parameter (6 + 12/dp under BF16, plus
+the sharded master's side buffer of norm parameters; 8 + 8/dp under FP32;
+Megatron's distributed optimizer), sequence parallelism dividing
 the norm-region activations by tp, and the dp group's volume by the
 communicator's convention (docs/parallel.md).
 
@@ -58,8 +59,22 @@ def main():
     sys.exit(1 if failures else 0)
 
 
+def llama7b_side(p):
+    """The side buffer of the sharded master (trainer/param_store.h) for
+    llama7b at tp 1 with DyT: per norm layer (2 per block + the final one) γ
+    (d) and α (1), each at a multiple of 64 elements, and the embedding scale
+    when the model has one (what the DyT count has beyond the α's)."""
+    rms, layers, d = PUBLISHED["llama7b"]
+    norms = 2 * layers + 1
+    scale = p["parameters"] - rms - norms
+    assert scale in (0, 1), scale
+    align = lambda k: -(-k // 64) * 64
+    return norms * (align(d) + align(1)) + scale * align(1)
+
+
 def check_zero1(binary, config_dir):
-    """State bytes = fixed·n + sharded·ceil(n/dp), n the rank's buffer."""
+    """State bytes = fixed·n + sharded·ceil(n/dp) (+ 4·side under BF16 at dp > 1),
+    n the rank's buffer."""
     failures = []
     cfg = f"{config_dir}/llama7b.pbtxt"
     for prec, fixed, sharded in (("BF16", 6, 12), ("FP32", 8, 8)):
@@ -68,7 +83,8 @@ def check_zero1(binary, config_dir):
                      f"parallel.dp={dp}", "parallel.zero1=true")
             n = p["buffer_elements"]
             state = p["weight_bytes"] + p["master_weight_bytes"] + p["gradient_bytes"] + p["optimizer_bytes"]
-            want = fixed * n + sharded * -(-n // dp)
+            side = llama7b_side(p) if prec == "BF16" and dp > 1 else 0
+            want = fixed * n + sharded * -(-n // dp) + 4 * side
             print(f"zero1 {prec} dp {dp}: {state / n:.4f} bytes/parameter (formula {fixed} + {sharded}/{dp})")
             if state != want:
                 failures.append(f"ZeRO-1 {prec} dp {dp}: state {state} != {want}")
@@ -115,7 +131,8 @@ def check_comm(binary, config_dir):
         failures.append(f"plain dp volume {comm_total(plain, 'dp')} != {want}")
     z = plan(binary, cfg, *base, "parallel.zero1=true")
     c = -(-n // 8)
-    want = 7 * c * 4 + 7 * c * 4 + 8 + 8  # reduce-scatter fp32, all-gather fp32 master, norm, loss
+    # reduce-scatter fp32, all-gather bf16 weights and the fp32 side buffer, norm, loss
+    want = 7 * c * 4 + 7 * c * 2 + 7 * llama7b_side(z) * 4 + 8 + 8
     print(f"dp 8 ZeRO-1: {comm_total(z, 'dp'):,} bytes (want {want:,})")
     if comm_total(z, "dp") != want:
         failures.append(f"ZeRO-1 dp volume {comm_total(z, 'dp')} != {want}")

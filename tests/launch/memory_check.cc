@@ -99,7 +99,8 @@ void build_rank(const dyt::config::RunConfig& cfg, const dyt::parallel::Mesh& me
   dyt::parallel::TensorCollectives tp_group(*groups.tp, backend);
   ModelInstance model(cfg.model(), t.micro_batch(), t.seq_len(), t.recompute(), backend,
                       dyt::kernels::DType::F32,
-                      TensorParallel{&tp_group, cfg.parallel().sequence_parallel()}, zero1 ? mesh.dp : 1);
+                      TensorParallel{&tp_group, cfg.parallel().sequence_parallel()},
+                      zero1 ? DpShard{mesh.dp, mesh.dp_rank} : DpShard{});
   model.init(t.seed());
   const int64_t total = model.layout().total();
   AdamW optimizer(model.layout(), t, backend,

@@ -10,6 +10,7 @@
 #include "launch/plan.h"
 #include "trainer/device_backend.h"
 #include "trainer/param_layout.h"
+#include "trainer/param_store.h"
 
 namespace dyt::launch {
 namespace {
@@ -34,6 +35,42 @@ TEST(Plan, EqualsMemoryNeedAtOneRank) {
         EXPECT_EQ(p.workspace_bytes, need.workspaces);
         EXPECT_EQ(p.total_bytes(rc == "true"), need.total());
         EXPECT_EQ(p.sp_gather_bytes, 0);
+      }
+}
+
+// ZeRO-1 shards AdamW's moments and, under BF16, the fp32 master (the norm
+// parameters kept whole beside it): per parameter 6 + 12/dp bytes under
+// BF16, 8 + 8/dp under FP32, in the planner and in the pre-run check alike;
+// and under BF16 the dp group gathers the bf16 weights and the side buffer.
+TEST(Plan, ZeroOneShardsTheMasterUnderBf16) {
+  for (const std::string prec : {"FP32", "BF16"})
+    for (const int tp : {1, 2})
+      for (const int dp : {2, 4, 8}) {
+        SCOPED_TRACE(prec + " tp " + std::to_string(tp) + " dp " + std::to_string(dp));
+        const auto cfg = load("tiny", {"parallel.tp=" + std::to_string(tp), "parallel.dp=" + std::to_string(dp),
+                                       "parallel.zero1=true", "train.device=CUDA", "train.micro_batch=1",
+                                       "train.precision=" + prec});
+        const MemoryPlan p = plan_memory(cfg);
+        const trainer::MemoryNeed need = trainer::memory_need(cfg);
+        const trainer::ParamLayout layout(trainer::model_dims(cfg.model()), {0, tp});
+        const int64_t n = layout.total(), shard = (n + dp - 1) / dp, side = trainer::side_elements(layout);
+        EXPECT_GT(side, 0);
+        EXPECT_EQ(side % trainer::kParamAlign, 0);
+        const bool bf16 = prec == "BF16";
+        // 2 + 4 + (4 + 8)/dp, the side buffer whole; 4 + 4 + 8/dp.
+        const int64_t want = bf16 ? 6 * n + 12 * shard + 4 * side : 8 * n + 8 * shard;
+        EXPECT_EQ(need.parameters + need.optimizer, want);
+        EXPECT_EQ(p.state_bytes() - p.zero_staging_bytes, want);
+        EXPECT_EQ(p.total_bytes(false), need.total() + p.zero_staging_bytes);
+        parallel::Traffic gathered;
+        for (const CommLine& l : plan_comm(cfg).lines)
+          if (l.group == "dp" && l.kind == parallel::Collective::allgather) gathered += l.traffic;
+        const parallel::Traffic expect =
+            bf16 ? parallel::Traffic{2, static_cast<uint64_t>((dp - 1) * (2 * shard + 4 * side)),
+                                     static_cast<uint64_t>((dp - 1) * (2 * shard + 4 * side))}
+                 : parallel::Traffic{1, static_cast<uint64_t>((dp - 1) * 4 * shard),
+                                     static_cast<uint64_t>((dp - 1) * 4 * shard)};
+        EXPECT_EQ(gathered, expect);
       }
 }
 

@@ -23,6 +23,21 @@ TEST(LocalCommunicator, ReduceScatterAndAllgatherCopy) {
   std::vector<double> dout(2, 0.0);
   c.allgather(d.data(), dout.data(), 2);
   EXPECT_EQ(dout, d);
+  const std::vector<uint16_t> w{0x3f80, 0xffff, 0x8000};  // bf16 1, a NaN, -0: bits, not values
+  std::vector<uint16_t> wout(3, 0);
+  c.allgather(w.data(), wout.data(), 3);
+  EXPECT_EQ(wout, w);
+}
+
+// The 16-bit all-gather counts 2 bytes a word; its argument checks are the others'.
+TEST(Communicator, SixteenBitAllgatherCountsTwoBytes) {
+  EXPECT_EQ(allgather_traffic(5, 2, 4), (Traffic{1, 30, 30}));
+  LocalCommunicator c;
+  std::vector<uint16_t> w(4, 1);
+  EXPECT_THROW(c.allgather(w.data(), w.data(), 2), std::invalid_argument);
+  EXPECT_THROW(c.allgather(static_cast<const uint16_t*>(nullptr), w.data(), 1), std::invalid_argument);
+  c.allgather(w.data(), w.data() + 2, 2);
+  EXPECT_EQ(c.stats()[Collective::allgather], (Traffic{1, 0, 0}));
 }
 
 TEST(LocalCommunicator, CountsCallsButNoBytes) {

@@ -7,6 +7,9 @@
 //    member's inputs, bit for bit; reduce_scatter_sum equals the same slice
 //    of it, bit for bit; allgather of the slices gives it back whole;
 //  - the results hash the same on every rank of the group;
+//  - the 16-bit all-gather (ZeRO-1's bf16 weights) puts every member's
+//    words, every bit pattern of the rank's values (NaN and -0 bits too),
+//    at the member's block, counted at 2 bytes a word;
 //  - a broadcast from the group's last rank reaches every member;
 //  - each communicator's counters equal the convention's formulas (written
 //    here again from docs/parallel.md, not through the library's), and an
@@ -125,6 +128,24 @@ void check_sums(Group& g, size_t c, const char* type) {
   g.same_everywhere(hash(back), (what + " allgather").c_str());
 }
 
+// Every member's 16-bit words (bits of its world rank and the index,
+// covering every pattern over 2¹⁶ indices) at its block, as they were sent.
+void check_gather16(Group& g, size_t c) {
+  const size_t p = static_cast<size_t>(g.p());
+  const auto word = [](int rank, size_t i) { return static_cast<uint16_t>(i * 40503u + static_cast<unsigned>(rank) * 7919u); };
+  std::vector<uint16_t> mine(c), all(p * c, 0xdead);
+  for (size_t i = 0; i < c; ++i) mine[i] = word(g.world_rank, i);
+  g.comm.allgather(mine.data(), all.data(), c);
+  g.expect(Collective::allgather, (p - 1) * c * 2);
+  for (size_t r = 0; r < p; ++r)
+    for (size_t i = 0; i < c; ++i)
+      if (all[r * c + i] != word(g.members[r], i)) {
+        fail(g.world_rank, std::string(g.name) + ": 16-bit allgather c=" + std::to_string(c) + ": word " +
+                               std::to_string(i) + " of rank " + std::to_string(r) + " differs");
+        return;
+      }
+}
+
 // A broadcast from the group's last rank (not 0 when p > 1): every member
 // ends with its bytes (the root's world rank, repeated), the root counts
 // (p−1)·b sent, the others b received.
@@ -187,6 +208,7 @@ void check_layout(int world, int rank, int dp, int tp, size_t segment) {
       check_sums<float>(g, c, "float");
       check_sums<double>(g, c, "double");
     }
+    for (size_t c : {size_t{0}, size_t{1}, size_t{1001}, size_t{1} << 16}) check_gather16(g, c);
     check_broadcast(g);
     check_counters(g);
   }

@@ -122,8 +122,12 @@ class ReshardTest : public ::testing::Test {
     for (int dr = 0; dr < spec.dp; ++dr)
       for (int tr = 0; tr < spec.tp; ++tr) {
         const Rank& r = ranks[static_cast<size_t>(dr * spec.tp + tr)];
+        // Under ZeRO-1 the parameters come as a sharded master holds them
+        // (BF16): the rank's range only, indexed like the moments.
+        const std::vector<float> range(r.params.begin() + r.moments.begin, r.params.begin() + r.moments.end);
         const auto pieces = run_state_pieces(r.layout, dp_partition(r.layout.total(), spec.dp, dr),
-                                             {r.params.data(), r.m.data(), r.v.data(), r.moments});
+                                             {spec.zero1 ? range.data() : r.params.data(), r.m.data(), r.v.data(),
+                                              r.moments, spec.zero1});
         checkpoint::write_rank_file(root_, step, dr * spec.tp + tr, pieces);
       }
     // Rank 0 checks that the pieces tile every tensor exactly once.
@@ -158,6 +162,15 @@ TEST_F(ReshardTest, EveryLayoutRestoresEveryOtherBitForBit) {
   }
   std::printf("%zu x %zu layouts, %lld floats compared\n", kLayouts.size(), kLayouts.size(),
               static_cast<long long>(compared));
+}
+
+// Restoring reads whole blocks: a state whose parameters are a range is refused.
+TEST_F(ReshardTest, RestoreRefusesRangeParameters) {
+  const checkpoint::Checkpoint ck = save({2, 1, true}, 3);
+  std::vector<Rank> got = ranks_of({2, 1, true}, false);
+  Rank& r = got[0];
+  EXPECT_THROW(restore_run_state(ck, r.layout, {r.params.data(), r.m.data(), r.v.data(), r.moments, true}),
+               std::logic_error);
 }
 
 // The 2×2 ZeRO-1 save writes each element of the state once: 4 files whose

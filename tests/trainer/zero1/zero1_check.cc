@@ -26,6 +26,18 @@
 //    owner), and the first step's norm dp 4 × tp 1's to 1e-5;
 //  - at dp = 1 (a group of one, on rank 0) the norm is the whole buffer's
 //    sum of squares, bit for bit: the norm before this rule.
+// The emulated CUDA build (zero1_check_cuda_emu, at 2 and 3 ranks) runs
+// FP32 and BF16; under BF16 ZeRO-1 shards the fp32 master (each rank holds
+// its dp_partition, the norm parameters whole in the side buffer) and
+// gathers the bf16 copy:
+//  - losses, norms, the gathered fp32 master and the bf16 copy's bits equal
+//    plain dp's; the store holds the range only and refuses master_to_host;
+//  - each step's dp traffic is plan_comm's, for FP32 and BF16;
+//  - a checkpoint saved after step 2 from the sharded master (each rank its
+//    range, as save_run) resumes in the same layout to the uninterrupted
+//    run's bits (losses, master, copy), and restores in other dp sizes
+//    (2 and 1 at 3 ranks, 1 at 2) the saved master, copy and moments bit
+//    for bit.
 // Prints PASS on rank 0; every rank exits 1 on any failure.
 #include <cmath>
 #include <cstdint>
@@ -37,14 +49,14 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint/checkpoint.h"
 #include "configs/config.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu_ops.h"
 #ifdef DYT_CUDA_EMU
 #include "kernels/cuda/cuda_backend.h"
-#else
-#include "launch/plan.h"
 #endif
+#include "launch/plan.h"
 #include "parallel/groups.h"
 #include "parallel/mesh.h"
 #include "parallel/tensor_collectives.h"
@@ -55,7 +67,10 @@
 #include "trainer/model_instance.h"
 #include "trainer/norm_partition.h"
 #include "trainer/optimizer.h"
+#include "trainer/rank_errors.h"
+#include "trainer/resume.h"
 #include "trainer/schedule.h"
+#include "trainer/state_pieces.h"
 #include "trainer/train_step.h"
 
 namespace {
@@ -76,20 +91,31 @@ void fail(const std::string& what) {
 constexpr int kSteps = 3;
 constexpr int kRuleSteps = 8;  // the norm-rule runs: more steps, more chances for the order to show
 
-std::string config_text(const std::string& shard, int dp, int tp, bool zero1, double clip) {
+std::string config_text(const std::string& shard, int dp, int tp, bool zero1, double clip, bool bf16) {
   return "model { vocab_size: 34 d_model: 64 n_layers: 2 n_heads: 2 n_kv_heads: 1 ffn_hidden: 160 "
          "norm: DYT max_seq_len: 32 init_std: 0.3 }\n"
          "parallel { dp: " + std::to_string(dp) + " tp: " + std::to_string(tp) +
          " zero1: " + (zero1 ? "true" : "false") + " }\n"
          "train { seed: 7 seq_len: 32 micro_batch: 2 global_batch_tokens: 768 steps: " +
          std::to_string(kRuleSteps) + " lr: 3e-3 warmup_steps: 1 weight_decay: 0.1 grad_clip: " +
-         std::to_string(clip) + " precision: FP32 device: CPU run_dir: \"unused\" }\n"
+         std::to_string(clip) + (bf16 ? " precision: BF16 device: CUDA" : " precision: FP32 device: CPU") +
+         " run_dir: \"unused\" }\n"
          "data { train_shards: \"" + shard + "\" }\n";
 }
+
+// The whole state of a model and optimizer: the fp32 master (gathered over
+// dp when sharded), the bf16 copy's bits (BF16 runs) and both moments
+// (gathered when sharded).
+struct State {
+  std::vector<float> master, m, v;
+  std::vector<uint16_t> work;
+};
 
 struct Run {
   std::vector<double> loss, norm;
   std::vector<float> master;
+  std::vector<uint16_t> work;
+  State saved;  // the state the run saved (Ck::save_after), or restored (Ck::resume)
   int clipped = 0;
   int whole_differs = 0;  // steps whose whole-buffer sum of squares has other bits than the rule's sum
 };
@@ -106,26 +132,79 @@ int64_t hash(const void* p, size_t bytes) {
 dyt::kernels::Backend* backend = &dyt::kernels::cpu_backend();
 dyt::kernels::DType compute = dyt::kernels::DType::F32;
 
-// What plan_comm says one step moves on the dp group, per kind. (The
-// emulated build links no planner: the CPU build checks the traffic.)
-bool planned_dp(const dyt::config::RunConfig& cfg, CommStats& want) {
-#ifdef DYT_CUDA_EMU
-  (void)cfg, (void)want;
-  return false;
-#else
+// What plan_comm says one step moves on the dp group, per kind.
+void planned_dp(const dyt::config::RunConfig& cfg, CommStats& want) {
   for (const auto& line : dyt::launch::plan_comm(cfg).lines)
     if (line.group == "dp") want.kind[static_cast<int>(line.kind)] += line.traffic;
-  return true;
-#endif
+}
+
+// A range of the flat buffer, whole: gathered over dp when it is a dp_partition.
+std::vector<float> whole(std::vector<float> part, trainer::FlatRange r, int64_t n, Communicator& dp) {
+  if (r.size() == n) return part;
+  const int64_t c = trainer::dp_chunk(n, dp.size());
+  part.resize(static_cast<size_t>(c), 0.0f);
+  std::vector<float> out(static_cast<size_t>(dp.size() * c));
+  dp.allgather(part.data(), out.data(), static_cast<size_t>(c));
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+State state(const trainer::ModelInstance& model, const trainer::AdamW& opt, Communicator& dp) {
+  const int64_t n = model.layout().total();
+  State st;
+  st.master = trainer::gather_master(model.params(), dp);
+  if (model.params().has_work_copy()) st.work = model.params().work_to_host();
+  st.m = whole(opt.exp_avg_to_host(), opt.range(), n, dp);
+  st.v = whole(opt.exp_avg_sq_to_host(), opt.range(), n, dp);
+  return st;
+}
+
+// Checkpointing as dyt-train's save_run and resume_from do it (the same
+// calls, outside train(), which needs a real GPU for BF16): each rank saves
+// its dp_partition range (a sharded master's own, rank_state_to_host), and
+// restores the whole master and its moments' range.
+struct Ck {
+  std::string dir;
+  int save_after = -1;  // steps after which to save
+  bool resume = false;  // start from the latest checkpoint in dir
+};
+
+void save(const Ck& ck, int64_t steps_done, const std::string& config, const dyt::parallel::Mesh& mesh, bool zero1,
+          Communicator& world, const trainer::ModelInstance& model, const trainer::AdamW& opt) {
+  const trainer::ParamLayout& layout = model.layout();
+  const trainer::HostRankState st =
+      trainer::rank_state_to_host(model.params(), opt, trainer::moment_range(layout, mesh.dp, mesh.dp_rank, zero1));
+  if (st.params_in_range != (zero1 && compute == dyt::kernels::DType::BF16 && mesh.dp > 1))
+    fail("the checkpoint's parameters are a range iff the master is sharded");
+  const auto pieces =
+      trainer::run_state_pieces(layout, trainer::dp_partition(layout.total(), mesh.dp, mesh.dp_rank), st.view());
+  dyt::checkpoint::save_checkpoint(ck.dir, {steps_done, opt.steps_taken(), 0, 0}, config,
+                                   trainer::run_state_shapes(layout), pieces, mesh.rank, mesh.world, 5,
+                                   [&](const std::string& e) { return trainer::first_error(world, e); });
+}
+
+int64_t restore(const Ck& ck, const dyt::parallel::Mesh& mesh, bool zero1, trainer::ModelInstance& model,
+                trainer::AdamW& opt) {
+  const auto c = dyt::checkpoint::load_latest_checkpoint(ck.dir);
+  if (!c) throw std::runtime_error("no checkpoint in " + ck.dir);
+  const trainer::ParamLayout& layout = model.layout();
+  const trainer::FlatRange moments = trainer::moment_range(layout, mesh.dp, mesh.dp_rank, zero1);
+  std::vector<float> params(static_cast<size_t>(layout.total())), m(static_cast<size_t>(moments.size())), v(m.size());
+  trainer::restore_run_state(*c, layout, {params.data(), m.data(), v.data(), moments});
+  model.params().set_master(params.data());
+  opt.set_range_moments(m.data(), v.data());
+  opt.set_steps_taken(c->progress.optimizer_steps);
+  return c->progress.step;
 }
 
 // `steps` steps of TrainStep in one layout. With `check_rule` (clipping
 // off) each step's norm is recomputed from the reduced gradients.
 Run train(Communicator& world, const std::string& shard, bool zero1, double clip, bool check_rule,
-          int steps = kSteps, int tp = 1) {
+          int steps = kSteps, int tp = 1, const Ck& ck = {}) {
   const int dp = world.size() / tp;
-  const dyt::config::RunConfig cfg =
-      dyt::config::parse_run_config(config_text(shard, dp, tp, zero1, clip), "zero1_check", {});
+  const bool bf16 = compute == dyt::kernels::DType::BF16;
+  const std::string config = config_text(shard, dp, tp, zero1, clip, bf16);
+  const dyt::config::RunConfig cfg = dyt::config::parse_run_config(config, "zero1_check", {});
   const dyt::config::TrainConfig& t = cfg.train();
   const dyt::parallel::Mesh mesh = dyt::parallel::Mesh::make(world.size(), world.rank(), dp, tp);
   const dyt::parallel::Groups groups = dyt::parallel::make_groups(world, mesh);
@@ -135,12 +214,27 @@ Run train(Communicator& world, const std::string& shard, bool zero1, double clip
   const dyt::data::BatchSampler sampler(data, t.seed(), t.global_batch_tokens(), t.micro_batch(),
                                         mesh.dp_rank, dp);
   trainer::ModelInstance model(cfg.model(), t.micro_batch(), t.seq_len(), false, *backend, compute,
-                               tensor_parallel, zero1 ? dp : 1);
+                               tensor_parallel,
+                               zero1 ? trainer::DpShard{dp, mesh.dp_rank} : trainer::DpShard{});
   model.init(t.seed());
   const int64_t n = model.layout().total();
   trainer::AdamW opt(model.layout(), t, *backend,
                      zero1 ? trainer::dp_partition(n, dp, mesh.dp_rank) : trainer::FlatRange{0, n});
   trainer::TrainStep step(model, opt, sampler, groups, t, zero1);
+  const bool sharded = zero1 && bf16 && dp > 1;
+  if (model.params().master_sharded() != sharded) fail("the master is sharded iff ZeRO-1 under BF16 at dp > 1");
+  if (sharded) {
+    // The store holds the fp32 master of this rank's range only, and will
+    // not pass it off as the whole.
+    const trainer::FlatRange r = trainer::dp_partition(n, dp, mesh.dp_rank);
+    if (model.params().master().numel() != r.size() || model.params().master_range().begin != r.begin)
+      fail("the sharded master does not hold exactly the rank's dp_partition");
+    try {
+      model.params().master_to_host();
+      fail("master_to_host of a sharded master was not refused");
+    } catch (const std::logic_error&) {
+    }
+  }
   if (zero1 && dp > 1) {
     // Mismatched pieces are refused before any work: an optimizer of the
     // whole buffer, and a store not padded for the dp chunks.
@@ -163,11 +257,17 @@ Run train(Communicator& world, const std::string& shard, bool zero1, double clip
       fail("dp 3 divides the buffer: the padding goes untested");
   }
   CommStats want;
-  const bool check_traffic = planned_dp(cfg, want) && dp > 1;
+  planned_dp(cfg, want);
+  const bool check_traffic = dp > 1;
   const char* name = zero1 ? "zero1" : "plain";
 
   Run r;
-  for (int s = 0; s < steps; ++s) {
+  int first = 0;
+  if (ck.resume) {
+    first = static_cast<int>(restore(ck, mesh, zero1, model, opt));
+    r.saved = state(model, opt, *groups.dp);
+  }
+  for (int s = first; s < steps; ++s) {
     const CommStats before = step.dp_comm().stats();
     const trainer::StepResult res = step.run(s, trainer::learning_rate(s, t));
     const CommStats moved = step.dp_comm().stats() - before;
@@ -199,14 +299,19 @@ Run train(Communicator& world, const std::string& shard, bool zero1, double clip
           partial += dyt::cpu::sum_squares(g + p.begin, p.size());
         rule += partial;
       }
-      const double whole = dyt::cpu::sum_squares(g, n);
+      const double all = dyt::cpu::sum_squares(g, n);
       if (std::sqrt(rule) != res.grad_norm) fail("the step's norm is not the partition rule's");
-      if (whole != rule) ++r.whole_differs;
+      if (all != rule) ++r.whole_differs;
       // One rank: the norm is the whole buffer's, as before ZeRO-1 (same bits).
-      if (dp == 1 && std::sqrt(whole) != res.grad_norm) fail("dp 1: the norm is not the whole buffer's");
+      if (dp == 1 && std::sqrt(all) != res.grad_norm) fail("dp 1: the norm is not the whole buffer's");
+    }
+    if (s + 1 == ck.save_after) {
+      save(ck, s + 1, config, mesh, zero1, world, model, opt);
+      r.saved = state(model, opt, *groups.dp);
     }
   }
-  r.master = model.params().master_to_host();
+  r.master = trainer::gather_master(model.params(), *groups.dp);
+  if (model.params().has_work_copy()) r.work = model.params().work_to_host();
   // The same weights on every rank.
   const int64_t h = hash(r.master.data(), r.master.size() * sizeof(float));
   if (groups.dp->allreduce_max(h) != h || -groups.dp->allreduce_max(-h) != h)
@@ -218,12 +323,22 @@ bool same(const std::vector<double>& a, const std::vector<double>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
 }
 
+template <class T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
 void compare(const Run& a, const Run& b, const std::string& what) {
   if (!same(a.loss, b.loss)) fail(what + ": losses differ");
   if (!same(a.norm, b.norm)) fail(what + ": gradient norms differ");
-  if (a.master.size() != b.master.size() ||
-      std::memcmp(a.master.data(), b.master.data(), a.master.size() * sizeof(float)) != 0)
-    fail(what + ": final weights differ");
+  if (!same_bits(a.master, b.master)) fail(what + ": final weights differ");
+  if (!same_bits(a.work, b.work)) fail(what + ": final bf16 copies differ");
+}
+
+[[maybe_unused]] void compare(const State& a, const State& b, const std::string& what) {
+  if (a.master.empty() || !same_bits(a.master, b.master)) fail(what + ": master weights differ");
+  if (!same_bits(a.work, b.work)) fail(what + ": bf16 copies differ");
+  if (a.m.empty() || !same_bits(a.m, b.m) || !same_bits(a.v, b.v)) fail(what + ": moments differ");
 }
 
 }  // namespace
@@ -262,10 +377,30 @@ int main(int argc, char** argv) {
       const Run z32 = train(world, shard, true, 0.0, false);
       compare(plain32, z32, "emulated CUDA FP32: zero1 on against off");
       compute = dyt::kernels::DType::BF16;
+      const Ck ck{dir + "/ck", 2, false};
+      if (world_rank == 0) std::filesystem::remove_all(ck.dir);
+      world.barrier();
       const Run plain16 = train(world, shard, false, 1.0, false);
-      const Run z16 = train(world, shard, true, 1.0, false);
+      const Run z16 = train(world, shard, true, 1.0, false, kSteps, 1, ck);
       compare(plain16, z16, "emulated CUDA BF16: zero1 on against off");
+      if (plain16.work.empty()) fail("BF16: no working copy compared");
       if (plain16.clipped == 0) fail("no step was clipped: the clip factor went untested");
+      // The checkpoint of the sharded master, resumed in the same layout:
+      // the uninterrupted run's last step, bit for bit.
+      const Run resumed = train(world, shard, true, 1.0, false, kSteps, 1, {ck.dir, -1, true});
+      Run tail = z16;
+      tail.loss.erase(tail.loss.begin(), tail.loss.begin() + ck.save_after);
+      tail.norm.erase(tail.norm.begin(), tail.norm.begin() + ck.save_after);
+      compare(tail, resumed, "BF16 ZeRO-1 resumed from its checkpoint");
+      compare(z16.saved, resumed.saved, "BF16 ZeRO-1 checkpoint restored in its layout");
+      // ... and restored in another dp (2 and 1 at 3 ranks; 1 at 2 ranks),
+      // with and without ZeRO-1: the saved state, bit for bit.
+      for (const bool z : {true, false}) {
+        auto group = world.split(world.size() == 3 ? (world_rank < 2 ? 0 : 1) : world_rank, world_rank);
+        const Run back = train(*group, shard, z, 1.0, false, ck.save_after, 1, {ck.dir, -1, true});
+        compare(z16.saved, back.saved, "BF16 ZeRO-1 checkpoint restored at dp " + std::to_string(group->size()) +
+                                           (z ? " with ZeRO-1" : " without ZeRO-1"));
+      }
       if (world_rank == 0)
         std::printf("zero1 (emulated CUDA): %d ranks, BF16 norms %.9g %.9g %.9g\n", world.size(),
                     plain16.norm[0], plain16.norm[1], plain16.norm[2]);
