@@ -5,7 +5,8 @@
 
 Starts munged (a generated key), slurmctld and slurmd (foreground, -D) from
 Debian's packages on this machine, with every file in a temporary directory
-(slurm.conf naming this host and the CPUs `slurmd -C` reports, no
+(slurm.conf naming this host, reached at 127.0.0.1 so that the host name
+need not resolve, and the CPUs `slurmd -C` reports, no
 accounting, JobRequeue=1, a 10 s credential life so a requeued job waits
 seconds, not the default two minutes), then:
 
@@ -76,7 +77,7 @@ class Slurm:
         probe = subprocess.run(["slurmd", "-C"], capture_output=True, text=True, check=True).stdout
         cpus = int(re.search(r"CPUs=(\d+)", probe).group(1))
         conf = f"""ClusterName=dyttest
-SlurmctldHost={host}
+SlurmctldHost={host}(127.0.0.1)
 SlurmctldPort={free_port()}
 SlurmdPort={free_port()}
 AuthType=auth/munge
@@ -104,7 +105,7 @@ SlurmdTimeout=60
 InactiveLimit=0
 MinJobAge=600
 KillWait=30
-NodeName={host} CPUs={cpus} State=UNKNOWN
+NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} State=UNKNOWN
 PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
 """
         with open(self.env["SLURM_CONF"], "w") as f:
