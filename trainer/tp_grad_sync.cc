@@ -1,9 +1,15 @@
 #include "trainer/tp_grad_sync.h"
 
+#include <stdexcept>
+
 namespace dyt::trainer {
 
-TpGradSync::TpGradSync(const ParamLayout& layout, parallel::Communicator& tp, bool sequence_parallel)
-    : tp_(tp) {
+TpGradSync::TpGradSync(const ParamLayout& layout, parallel::Communicator& tp, bool sequence_parallel,
+                       parallel::Communicator* device)
+    : tp_(device ? *device : tp) {
+  if (device && (!device->device_buffers() || device->size() != tp.size() || device->rank() != tp.rank()))
+    throw std::invalid_argument("TpGradSync: the device communicator must take device buffers and hold "
+                                "the tp group's ranks in its order");
   if (tp.size() == 1) return;
   int kv_replicas = 1;
   for (const ParamEntry& e : layout.entries()) {
@@ -16,7 +22,7 @@ TpGradSync::TpGradSync(const ParamLayout& layout, parallel::Communicator& tp, bo
   }
   // Every rank of the group agrees on whether KV heads are replicated (the
   // layout is common), so every rank takes part in the split or none does.
-  if (!kv_.empty()) kv_group_ = tp.split(tp.rank() / kv_replicas, tp.rank());
+  if (!kv_.empty()) kv_group_ = tp_.split(tp.rank() / kv_replicas, tp.rank());
 }
 
 void TpGradSync::sum_over(parallel::Communicator& group, const std::vector<std::string>& names,
@@ -25,6 +31,26 @@ void TpGradSync::sum_over(parallel::Communicator& group, const std::vector<std::
   kernels::Backend& be = params.backend();
   size_t total = 0;
   for (const std::string& n : names) total += static_cast<size_t>(params.grad(n).numel());
+  if (group.device_buffers()) {
+    // Packed on the device (copies there), summed in place, unpacked.
+    if (device_stage_.numel() < static_cast<int64_t>(total))
+      device_stage_ = be.allocate(kernels::DType::F32, static_cast<int64_t>(total));
+    const kernels::Tensor packed = device_stage_.flat();
+    int64_t off = 0;
+    for (const std::string& n : names) {
+      const kernels::Tensor g = params.grad(n);
+      be.convert(g, kernels::slice(packed, off, g.numel()));
+      off += g.numel();
+    }
+    group.allreduce_sum(packed.f32(), total);
+    off = 0;
+    for (const std::string& n : names) {
+      const kernels::Tensor g = params.grad(n);
+      be.convert(kernels::slice(packed, off, g.numel()), g);
+      off += g.numel();
+    }
+    return;
+  }
   stage_.resize(total);
   size_t at = 0;
   for (const std::string& n : names) {

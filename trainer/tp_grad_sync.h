@@ -25,7 +25,11 @@ namespace dyt::trainer {
 class TpGradSync {
  public:
   // Collective over `tp` (it splits the KV-head groups when there are any).
-  TpGradSync(const ParamLayout& layout, parallel::Communicator& tp, bool sequence_parallel);
+  // device: the tp group's communicator of device buffers (NCCL), or null:
+  // with it the gradients are packed and summed on the device, the KV-head
+  // groups split from it; without it they are staged through the host.
+  TpGradSync(const ParamLayout& layout, parallel::Communicator& tp, bool sequence_parallel,
+             parallel::Communicator* device = nullptr);
 
   // Sums the partial gradients in `params` over their groups, each group's
   // tensors packed into one all-reduce.
@@ -40,10 +44,11 @@ class TpGradSync {
   void sum_over(parallel::Communicator& group, const std::vector<std::string>& names,
                 ParamStore& params);
 
-  parallel::Communicator& tp_;
+  parallel::Communicator& tp_;  // where the tensors go: the device communicator when there is one
   std::vector<std::string> replicated_, kv_;
   std::unique_ptr<parallel::Communicator> kv_group_;
   std::vector<float> stage_;
+  kernels::Buffer device_stage_;  // the packed gradients on the device (grows to the largest group)
 };
 
 }  // namespace dyt::trainer

@@ -17,6 +17,7 @@
 #include "parallel/mesh.h"
 #include "parallel/tensor_collectives.h"
 #include "trainer/device_backend.h"
+#include "trainer/device_comms.h"
 #include "trainer/dp_partition.h"
 #include "trainer/gather_blocks.h"
 #include "trainer/hf_model.h"
@@ -179,7 +180,10 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out, parallel::Commu
   const data::BatchSampler& sampler = data.sampler();
   const int64_t T = t.seq_len(), B = t.micro_batch();
 
-  parallel::TensorCollectives tp_group(*groups.tp, *backend);
+  // A CUDA run's tensors between GPUs over NCCL where the build has it
+  // (device_comms.h); after the backend, so destroyed before its stream.
+  const DeviceComms device_comms = make_device_comms(groups, *backend);
+  parallel::TensorCollectives tp_group(*groups.tp, *backend, device_comms.tp.get());
   // Under ZeRO-1 the buffers are padded for the dp collectives, the
   // optimizer (and under BF16 the master) holds this rank's dp_partition only.
   ModelInstance model(cfg.model(), B, T, t.recompute(), *backend, compute_dtype(t),
@@ -222,7 +226,7 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out, parallel::Commu
     tensorboard.emplace(run_dir.string(), first_step > 0 ? first_step : -1);
   }
 
-  TrainStep step_runner(model, optimizer, sampler, groups, t, zero1);
+  TrainStep step_runner(model, optimizer, sampler, groups, t, zero1, device_comms.groups());
   const int64_t tokens_per_step = step_runner.tokens_per_step();
   std::fprintf(out,
                "dyt-train: %lld parameters, norm %s, %lld steps of %lld tokens "
@@ -236,6 +240,8 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out, parallel::Commu
                cfg.parallel().sequence_parallel() && mesh.tp > 1 ? " with sequence parallelism" : "",
                static_cast<long long>(data.train_set().num_samples()),
                run_dir.string().c_str());
+  if (const std::string comms = describe_comms(groups, device_comms, *backend); !comms.empty())
+    std::fprintf(out, "dyt-train: collectives: %s\n", comms.c_str());
 
   const data::EvalBatches* val = data.val_batches();
   const auto validate = [&](int64_t steps_done) {

@@ -18,6 +18,25 @@ parallel::Communicator& group(const std::unique_ptr<parallel::Communicator>& c, 
   return *c;
 }
 
+// A device communicator must be the host group's twin (same ranks, same
+// order) on a device backend.
+parallel::Communicator* device_group(parallel::Communicator* d, const parallel::Communicator& host,
+                                     const kernels::Backend& backend, const char* name) {
+  if (!d) return nullptr;
+  if (!d->device_buffers() || d->size() != host.size() || d->rank() != host.rank() ||
+      backend.device() == kernels::Device::CPU)
+    throw std::invalid_argument(std::string("TrainStep: the ") + name +
+                                " group's device communicator must take device buffers, hold the host "
+                                "group's ranks in its order and serve a device backend");
+  return d;
+}
+
+parallel::CommStats plus(parallel::CommStats a, const parallel::Communicator* b) {
+  if (b)
+    for (int k = 0; k < parallel::kCollectiveKinds; ++k) a.kind[k] += b->stats().kind[k];
+  return a;
+}
+
 std::string range_text(FlatRange r) {
   return "[" + std::to_string(r.begin) + ", " + std::to_string(r.end) + ")";
 }
@@ -25,20 +44,25 @@ std::string range_text(FlatRange r) {
 }  // namespace
 
 TrainStep::TrainStep(ModelInstance& model, AdamW& optimizer, const data::BatchSampler& sampler,
-                     const parallel::Groups& groups, const config::TrainConfig& t, bool zero1)
+                     const parallel::Groups& groups, const config::TrainConfig& t, bool zero1,
+                     DeviceGroups device)
     : model_(model),
       optimizer_(optimizer),
       sampler_(sampler),
       dp_(group(groups.dp, "dp")),
       tp_(group(groups.tp, "tp")),
-      tp_sync_(model.layout(), tp_, model.tensor_parallel().sequence_parallel),
+      dp_device_(device_group(device.dp, dp_, model.backend(), "dp")),
+      tp_device_(device_group(device.tp, tp_, model.backend(), "tp")),
+      dp_tensor_(dp_device_ ? *dp_device_ : dp_),
+      tp_sync_(model.layout(), tp_, model.tensor_parallel().sequence_parallel, tp_device_),
       zero1_(zero1),
-      // The MPI and single-process communicators take host memory. A
+      // The MPI and single-process communicators take host memory: a device
+      // backend's buffers are staged through the host for them. A
       // communicator of device buffers (NCCL, Communicator::device_buffers())
-      // will take the backend's buffers directly: staged_ false there, with
-      // shard_ a backend buffer and the chunk copied on the device (the
-      // memcpy's below are host copies).
-      staged_(model.backend().device() != kernels::Device::CPU),
+      // takes the backend's buffers directly, the chunks copied on the
+      // device (the CPU's branches below copy on the host).
+      staged_(model.backend().device() != kernels::Device::CPU && !dp_device_),
+      on_device_(dp_device_ != nullptr),
       grad_clip_(t.grad_clip()),
       tokens_per_step_(sampler.global_batch_samples() * t.seq_len()),
       tokens_(static_cast<size_t>(model.batch() * model.seq_len())),
@@ -66,16 +90,20 @@ TrainStep::TrainStep(ModelInstance& model, AdamW& optimizer, const data::BatchSa
                                   (shard_master ? "under BF16 needs the master sharded to " + range_text(range_)
                                                 : std::string("under FP32 needs the master whole")) +
                                   ", the store holds " + range_text(p.master_range()));
+    kernels::Backend& be = model.backend();
     if (dp > 1) {
       shard_.resize(static_cast<size_t>(chunk_));
       if (staged_) host_grads_.resize(static_cast<size_t>(dp * chunk_));
+      if (on_device_) shard_dev_ = be.allocate(kernels::DType::F32, chunk_);
     }
     if (shard_master) {
       shard16_.resize(static_cast<size_t>(chunk_));
       if (staged_) host16_.resize(static_cast<size_t>(dp * chunk_));
+      if (on_device_) shard16_dev_ = be.allocate(kernels::DType::BF16, chunk_);
       const int64_t S = p.side().numel();
       side_host_.resize(static_cast<size_t>(S));
       side_all_.resize(static_cast<size_t>(dp * S));
+      if (on_device_) side_all_dev_ = be.allocate(kernels::DType::F32, std::max<int64_t>(1, dp * S));
       // Element f of the flat buffer is owned by rank f / chunk.
       for (const SidePiece& piece : p.side_pieces())
         for (int64_t f = piece.offset, end = piece.offset + piece.numel; f < end;) {
@@ -107,8 +135,8 @@ void TrainStep::reduce_grads() {
   ParamStore& p = model_.params();
   kernels::Backend& be = p.backend();
   if (!zero1_) {
-    if (!staged_) {
-      dp_.allreduce_sum(p.grads().f32(), static_cast<size_t>(p.total()));
+    if (!staged_) {  // the CPU's host buffer, or the device's with a device communicator
+      dp_tensor_.allreduce_sum(p.grads().f32(), static_cast<size_t>(p.total()));
       return;
     }
     be.download(p.grads(), host_grads_.data());
@@ -126,6 +154,12 @@ void TrainStep::reduce_grads() {
     be.download(p.grads_padded(), host_grads_.data());
     dp_.reduce_scatter_sum(host_grads_.data(), shard_.data(), c);
     be.upload(shard_.data(), mine);
+  } else if (on_device_) {
+    // Into the device chunk (the output may not overlap the input), then
+    // the range's part copied into place on the device.
+    const kernels::Tensor chunk = shard_dev_.flat();
+    dp_tensor_.reduce_scatter_sum(p.grads_padded().f32(), chunk.f32(), c);
+    be.convert(kernels::slice(chunk, 0, range_.size()), mine);
   } else {
     dp_.reduce_scatter_sum(p.grads_padded().f32(), shard_.data(), c);
     std::memcpy(mine.f32(), shard_.data(), static_cast<size_t>(range_.size()) * sizeof(float));
@@ -142,7 +176,13 @@ void TrainStep::gather_params() {
     const size_t c = static_cast<size_t>(chunk_);
     std::fill(shard16_.begin(), shard16_.end(), uint16_t{0});
     const kernels::Tensor mine = kernels::slice(p.work(), range_.begin, range_.size());
-    if (staged_) {
+    if (on_device_) {
+      const kernels::Tensor chunk = shard16_dev_.flat();
+      be.convert(mine, kernels::slice(chunk, 0, range_.size()));
+      if (chunk_ > range_.size()) be.zero(kernels::slice(chunk, range_.size(), chunk_ - range_.size()));
+      dp_tensor_.allgather(static_cast<const uint16_t*>(chunk.data), static_cast<uint16_t*>(p.work_padded().data),
+                           c);
+    } else if (staged_) {
       be.download(mine, shard16_.data());
       dp_.allgather(shard16_.data(), host16_.data(), c);
       be.upload(host16_.data(), p.work_padded());
@@ -160,7 +200,12 @@ void TrainStep::gather_params() {
     // sends zeros: the master's padding stays zero.
     std::fill(shard_.begin(), shard_.end(), 0.0f);
     const kernels::Tensor mine = kernels::slice(p.master(), range_.begin, range_.size());
-    if (staged_) {
+    if (on_device_) {
+      const kernels::Tensor chunk = shard_dev_.flat();
+      be.convert(mine, kernels::slice(chunk, 0, range_.size()));
+      if (chunk_ > range_.size()) be.zero(kernels::slice(chunk, range_.size(), chunk_ - range_.size()));
+      dp_tensor_.allgather(chunk.f32(), p.master_padded().f32(), c);
+    } else if (staged_) {
       be.download(mine, shard_.data());
       dp_.allgather(shard_.data(), host_grads_.data(), c);
       be.upload(host_grads_.data(), p.master());
@@ -184,15 +229,24 @@ void TrainStep::gather_side() {
   p.side_from_master();
   const kernels::Tensor side = p.side();
   const size_t S = side_host_.size();
-  if (staged_)
+  if (on_device_) {
+    // Every rank's side buffer gathered on the device, then read back (small).
+    const kernels::Tensor all = side_all_dev_.flat();
+    dp_tensor_.allgather(side.f32(), all.f32(), S);
+    if (S) be.download(kernels::slice(all, 0, static_cast<int64_t>(dp_.size() * S)), side_all_.data());
+    std::copy(side_all_.begin() + static_cast<int64_t>(dp_.rank() * S),
+              side_all_.begin() + static_cast<int64_t>((dp_.rank() + 1) * S), side_host_.begin());
+  } else {
+    if (staged_)
     be.download(side, side_host_.data());
   else if (S)
-    std::memcpy(side_host_.data(), side.f32(), S * sizeof(float));
-  dp_.allgather(side_host_.data(), side_all_.data(), S);
+      std::memcpy(side_host_.data(), side.f32(), S * sizeof(float));
+    dp_.allgather(side_host_.data(), side_all_.data(), S);
+  }
   for (const SideRun& r : side_owners_)
     std::copy(side_all_.begin() + static_cast<int64_t>(r.rank * S) + r.begin,
               side_all_.begin() + static_cast<int64_t>(r.rank * S) + r.end, side_host_.begin() + r.begin);
-  if (staged_)
+  if (staged_ || on_device_)
     be.upload(side_host_.data(), side);
   else if (S)
     std::memcpy(side.f32(), side_host_.data(), S * sizeof(float));
@@ -221,12 +275,15 @@ double TrainStep::grad_norm() {
 
 std::vector<std::pair<std::string, parallel::CommStats>> TrainStep::comm_stats() const {
   std::vector<std::pair<std::string, parallel::CommStats>> out;
-  if (dp_.size() > 1) out.emplace_back("dp", dp_.stats());
-  if (tp_.size() > 1) out.emplace_back("tp", tp_.stats());
+  if (dp_.size() > 1) out.emplace_back("dp", dp_stats());
+  if (tp_.size() > 1) out.emplace_back("tp", tp_stats());
   if (tp_sync_.kv_group() && tp_sync_.kv_group()->size() > 1)
     out.emplace_back("tp-kv", tp_sync_.kv_group()->stats());
   return out;
 }
+
+parallel::CommStats TrainStep::dp_stats() const { return plus(dp_.stats(), dp_device_); }
+parallel::CommStats TrainStep::tp_stats() const { return plus(tp_.stats(), tp_device_); }
 
 std::vector<NormHealth> TrainStep::norm_health() {
   const std::vector<double> probe = model_.norm_probe();

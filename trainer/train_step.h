@@ -3,7 +3,10 @@
 // data-parallel sum of gradients and loss, the global gradient norm, the
 // non-finite guard, clipping and the AdamW update. A few scalars cross to
 // the host per step (the loss and the norm's partials); the gradients and
-// parameters cross only when the communicator needs host memory.
+// parameters cross only when the communicator needs host memory. With a
+// group's communicator of device buffers (DeviceGroups: NCCL on a CUDA run)
+// the gradients and parameters go to it straight from the backend's
+// buffers, and the host values (loss, norm) stay on the group's host one.
 //
 // Data parallelism runs over the dp group of parallel::Groups, the norm's
 // last sum over the tp group. Without ZeRO-1 the gradients are all-reduced
@@ -42,6 +45,14 @@ struct StepResult {
   std::vector<std::pair<std::string, uint64_t>> comm_bytes;
 };
 
+// The same groups' communicators of device buffers (device_buffers() true,
+// the same ranks in the same order as the host groups), or null where a
+// group's tensors are staged through the host. Only for a device backend.
+struct DeviceGroups {
+  parallel::Communicator* dp = nullptr;
+  parallel::Communicator* tp = nullptr;
+};
+
 class TrainStep {
  public:
   // groups: this rank's data- and tensor-parallel groups (the model's tp
@@ -49,9 +60,12 @@ class TrainStep {
   // optimizer must hold exactly dp_partition(total, dp, dp_rank) and the
   // store be ZeRO-1's of this dp group (ModelInstance's DpShard: padded to
   // dp·dp_chunk, and under BF16 holding that range of the master); without
-  // it, the whole buffer. std::invalid_argument otherwise.
+  // it, the whole buffer. device: where the gradients and parameters
+  // travel instead of groups' host communicators (the model's TensorCollectives
+  // should have device.tp too). std::invalid_argument otherwise.
   TrainStep(ModelInstance& model, AdamW& optimizer, const data::BatchSampler& sampler,
-            const parallel::Groups& groups, const config::TrainConfig& t, bool zero1 = false);
+            const parallel::Groups& groups, const config::TrainConfig& t, bool zero1 = false,
+            DeviceGroups device = {});
 
   // Step `step` (0-based) at learning rate lr; with probe_norms, its
   // forwards also measure the DyT/DyISRU inputs (read them with
@@ -63,9 +77,14 @@ class TrainStep {
   std::vector<NormHealth> norm_health();
   int64_t tokens_per_step() const { return tokens_per_step_; }
   bool zero1() const { return zero1_; }
-  // The communicators' counters, for a step's traffic (stats() difference).
+  // The host communicators (the host values' collectives).
   const parallel::Communicator& dp_comm() const { return dp_; }
   const parallel::Communicator& tp_comm() const { return tp_; }
+  // A group's counters, for a step's traffic (stats() difference): its host
+  // communicator's plus its device communicator's, so a step counts the
+  // same whichever carries the tensors.
+  parallel::CommStats dp_stats() const;
+  parallel::CommStats tp_stats() const;
 
  private:
   // Gradients summed over the dp ranks (fixed rank order): all of them, or
@@ -84,9 +103,13 @@ class TrainStep {
   const data::BatchSampler& sampler_;
   parallel::Communicator& dp_;
   parallel::Communicator& tp_;
+  parallel::Communicator* dp_device_;  // null: dp's tensors go to dp_
+  parallel::Communicator* tp_device_;
+  parallel::Communicator& dp_tensor_;  // where dp's gradients and parameters go
   TpGradSync tp_sync_;
   bool zero1_;
   bool staged_;        // the backend's memory is not the communicator's: copy through the host
+  bool on_device_;     // a device backend with a communicator of device buffers
   FlatRange range_;    // what this rank updates: its dp_partition, or everything
   int64_t chunk_ = 0;  // dp_chunk(total, dp) under ZeRO-1
   double grad_clip_;
@@ -104,6 +127,9 @@ class TrainStep {
     int64_t begin, end;
   };
   std::vector<SideRun> side_owners_;
+  // on_device_: the chunk (F32, and BF16 for the sharded master) and every
+  // rank's side buffer, on the device; the chunks' tails stay zero.
+  kernels::Buffer shard_dev_, shard16_dev_, side_all_dev_;
   // The norm's pieces (norm_partition.h): those of partition k are
   // pieces_[piece_start_[k], piece_start_[k+1]); under ZeRO-1 only this rank's.
   std::vector<FlatRange> pieces_;

@@ -3,7 +3,11 @@
 // (the output NaN-poisoned first, so an unwritten element fails), compared
 // bit for bit with the input it must equal in a group of one; the counters
 // by the convention (calls counted, no bytes in a group of one); split; the
-// determinism settings pinned at creation and a contradicting one refused.
+// determinism settings pinned at creation and a contradicting one refused;
+// the trainer's device path in a group of one on the CUDA backend's stream
+// (TensorCollectives with NCCL as `device`, TrainStep's chunk copies by the
+// backend around NCCL calls), whose order against the kernels the stream
+// alone keeps.
 // Each test skips without a CUDA device (CI), but the one that checks the
 // refusal without a device, which skips with one. Several ranks need several
 // GPUs, which the machines here do not have: the multi-rank paths
@@ -24,8 +28,11 @@
 
 #include <strings.h>
 
+#include "kernels/backend.h"
+#include "kernels/cuda/cuda_backend.h"
 #include "parallel/nccl_communicator.h"
 #include "parallel/nccl_env.h"
+#include "parallel/tensor_collectives.h"
 
 namespace dyt::parallel {
 namespace {
@@ -219,6 +226,62 @@ TEST_F(NcclOne, DeterminismSettingsArePinnedAndContradictionsRefused) {
     EXPECT_NE(std::string(e.what()).find("NCCL_ALGO=Tree"), std::string::npos) << e.what();
   }
   setenv("NCCL_ALGO", algo.c_str(), 1);
+}
+
+// What train() does on one GPU with a group of more than one, here in a
+// group of one: NCCL on the backend's stream, the model's TensorCollectives
+// with it as `device` (F32 direct, BF16 through the fp32 twins), and
+// TrainStep's ZeRO-1 pattern (reduce-scatter into a device chunk, the
+// backend's copy into place; the bf16 range copied into a chunk and
+// all-gathered into the padded copy). Nothing synchronizes between the
+// kernels and NCCL but the shared stream; every result must be the input.
+TEST_F(NcclOne, TrainerDevicePathOnTheBackendsStream) {
+  SKIP_WITHOUT_GPU();
+  using kernels::DType;
+  const std::unique_ptr<kernels::Backend> be = cuda::make_cuda_backend();
+  const auto c = make_nccl_communicator(host, cuda::stream_of(*be));
+  TensorCollectives tc(host, *be, c.get());
+  EXPECT_EQ(&tc.tensor_comm(), c.get());
+  const int64_t rows = 6, d = 40, n = rows * d;
+  const std::vector<float> in = values<float>(static_cast<size_t>(n), 11);
+  kernels::Buffer local = be->allocate(DType::F32, n), full = be->allocate(DType::F32, n);
+  be->upload(in.data(), local.flat());
+  tc.allgather_rows(local.view({rows, d}), full.view({rows, d}));
+  std::vector<float> got(in.size());
+  be->download(full.flat(), got.data());
+  EXPECT_TRUE(same_bits(got, in)) << "F32 allgather_rows";
+  be->zero(local.flat());
+  tc.reduce_scatter_rows(full.view({rows, d}), local.view({rows, d}));
+  be->download(local.flat(), got.data());
+  EXPECT_TRUE(same_bits(got, in)) << "F32 reduce_scatter_rows";
+  // BF16: the values rounded once, then moved through the twins unchanged.
+  kernels::Buffer l16 = be->allocate(DType::BF16, n), f16 = be->allocate(DType::BF16, n);
+  be->convert(local.flat(), l16.flat());
+  std::vector<uint16_t> want(in.size()), got16(in.size());
+  be->download(l16.flat(), want.data());
+  tc.allgather_rows(l16.view({rows, d}), f16.view({rows, d}));
+  be->download(f16.flat(), got16.data());
+  EXPECT_EQ(got16, want) << "BF16 allgather_rows";
+
+  // TrainStep's ZeRO-1 chunks (dp 1: chunk = the buffer, range = the first r).
+  const int64_t r = n - 7;
+  kernels::Buffer grads = be->allocate(DType::F32, n), chunk = be->allocate(DType::F32, n);
+  be->upload(in.data(), grads.flat());
+  c->reduce_scatter_sum(grads.flat().f32(), chunk.flat().f32(), static_cast<size_t>(n));
+  be->zero(grads.flat());
+  be->convert(kernels::slice(chunk.flat(), 0, r), kernels::slice(grads.flat(), 0, r));
+  be->download(grads.flat(), got.data());
+  EXPECT_TRUE(std::equal(in.begin(), in.begin() + r, got.begin())) << "the reduced range copied into place";
+  EXPECT_TRUE(std::all_of(got.begin() + r, got.end(), [](float x) { return x == 0.0f; }));
+  kernels::Buffer chunk16 = be->allocate(DType::BF16, n), work = be->allocate(DType::BF16, n);
+  be->convert(kernels::slice(l16.flat(), 0, r), kernels::slice(chunk16.flat(), 0, r));
+  be->zero(kernels::slice(chunk16.flat(), r, n - r));
+  c->allgather(static_cast<const uint16_t*>(chunk16.flat().data), static_cast<uint16_t*>(work.flat().data),
+               static_cast<size_t>(n));
+  be->download(work.flat(), got16.data());
+  EXPECT_TRUE(std::equal(want.begin(), want.begin() + r, got16.begin())) << "the bf16 range gathered";
+  EXPECT_TRUE(std::all_of(got16.begin() + r, got16.end(), [](uint16_t x) { return x == 0; }));
+  EXPECT_EQ(host.stats().total().calls, 2u);  // creation's allreduce_max and broadcast only
 }
 
 }  // namespace

@@ -38,6 +38,16 @@
 //    run's bits (losses, master, copy), and restores in other dp sizes
 //    (2 and 1 at 3 ranks, 1 at 2) the saved master, copy and moments bit
 //    for bit.
+//  - the direct device path: the same runs (FP32 and BF16, zero1 on and
+//    off) with the dp group's tensors on a communicator of device buffers
+//    (device_buffers_comm.h: MPI underneath, so the emulator's "device"
+//    memory goes to it without host staging, as a GPU's goes to NCCL) give
+//    the staged runs' losses, norms, master and bf16 copy bit for bit, every
+//    step's counted bytes per group equal, the plan's dp traffic holds, and
+//    the host dp communicator carried no gradient or parameter; at 2 ranks
+//    dp 1 × tp 2 with sequence parallelism (the model's tp collectives, the
+//    replicated and KV-head gradient sums of TpGradSync) the same, FP32
+//    and BF16.
 // Prints PASS on rank 0; every rank exits 1 on any failure.
 #include <cmath>
 #include <cstdint>
@@ -50,6 +60,7 @@
 #include <vector>
 
 #include "checkpoint/checkpoint.h"
+#include "tests/trainer/zero1/device_buffers_comm.h"
 #include "configs/config.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu_ops.h"
@@ -91,11 +102,11 @@ void fail(const std::string& what) {
 constexpr int kSteps = 3;
 constexpr int kRuleSteps = 8;  // the norm-rule runs: more steps, more chances for the order to show
 
-std::string config_text(const std::string& shard, int dp, int tp, bool zero1, double clip, bool bf16) {
+std::string config_text(const std::string& shard, int dp, int tp, bool zero1, double clip, bool bf16, bool sp) {
   return "model { vocab_size: 34 d_model: 64 n_layers: 2 n_heads: 2 n_kv_heads: 1 ffn_hidden: 160 "
          "norm: DYT max_seq_len: 32 init_std: 0.3 }\n"
          "parallel { dp: " + std::to_string(dp) + " tp: " + std::to_string(tp) +
-         " zero1: " + (zero1 ? "true" : "false") + " }\n"
+         " zero1: " + (zero1 ? "true" : "false") + (sp ? " sequence_parallel: true" : "") + " }\n"
          "train { seed: 7 seq_len: 32 micro_batch: 2 global_batch_tokens: 768 steps: " +
          std::to_string(kRuleSteps) + " lr: 3e-3 warmup_steps: 1 weight_decay: 0.1 grad_clip: " +
          std::to_string(clip) + (bf16 ? " precision: BF16 device: CUDA" : " precision: FP32 device: CPU") +
@@ -118,6 +129,15 @@ struct Run {
   State saved;  // the state the run saved (Ck::save_after), or restored (Ck::resume)
   int clipped = 0;
   int whole_differs = 0;  // steps whose whole-buffer sum of squares has other bits than the rule's sum
+  std::vector<std::vector<std::pair<std::string, uint64_t>>> bytes;  // each step's StepResult::comm_bytes
+};
+
+// Where the groups' tensors go: the host communicators (staged through the
+// host on a device backend) or, with `device`, a communicator of device
+// buffers per group of more than one rank; sp: sequence parallelism.
+struct Path {
+  bool device = false;
+  bool sp = false;
 };
 
 int64_t hash(const void* p, size_t bytes) {
@@ -200,16 +220,19 @@ int64_t restore(const Ck& ck, const dyt::parallel::Mesh& mesh, bool zero1, train
 // `steps` steps of TrainStep in one layout. With `check_rule` (clipping
 // off) each step's norm is recomputed from the reduced gradients.
 Run train(Communicator& world, const std::string& shard, bool zero1, double clip, bool check_rule,
-          int steps = kSteps, int tp = 1, const Ck& ck = {}) {
+          int steps = kSteps, int tp = 1, const Ck& ck = {}, Path path = {}) {
   const int dp = world.size() / tp;
   const bool bf16 = compute == dyt::kernels::DType::BF16;
-  const std::string config = config_text(shard, dp, tp, zero1, clip, bf16);
+  const std::string config = config_text(shard, dp, tp, zero1, clip, bf16, path.sp);
   const dyt::config::RunConfig cfg = dyt::config::parse_run_config(config, "zero1_check", {});
   const dyt::config::TrainConfig& t = cfg.train();
   const dyt::parallel::Mesh mesh = dyt::parallel::Mesh::make(world.size(), world.rank(), dp, tp);
   const dyt::parallel::Groups groups = dyt::parallel::make_groups(world, mesh);
-  dyt::parallel::TensorCollectives tp_group(*groups.tp, *backend);
-  const trainer::TensorParallel tensor_parallel{tp > 1 ? &tp_group : nullptr, false};
+  std::unique_ptr<Communicator> dev_dp, dev_tp;
+  if (path.device && dp > 1) dev_dp = std::make_unique<dyt::testing::DeviceBuffersComm>(*groups.dp);
+  if (path.device && tp > 1) dev_tp = std::make_unique<dyt::testing::DeviceBuffersComm>(*groups.tp);
+  dyt::parallel::TensorCollectives tp_group(*groups.tp, *backend, dev_tp.get());
+  const trainer::TensorParallel tensor_parallel{tp > 1 ? &tp_group : nullptr, path.sp};
   const auto data = dyt::data::TokenDataset::open(shard, t.seq_len(), "data.train_shards");
   const dyt::data::BatchSampler sampler(data, t.seed(), t.global_batch_tokens(), t.micro_batch(),
                                         mesh.dp_rank, dp);
@@ -220,7 +243,7 @@ Run train(Communicator& world, const std::string& shard, bool zero1, double clip
   const int64_t n = model.layout().total();
   trainer::AdamW opt(model.layout(), t, *backend,
                      zero1 ? trainer::dp_partition(n, dp, mesh.dp_rank) : trainer::FlatRange{0, n});
-  trainer::TrainStep step(model, opt, sampler, groups, t, zero1);
+  trainer::TrainStep step(model, opt, sampler, groups, t, zero1, {dev_dp.get(), dev_tp.get()});
   const bool sharded = zero1 && bf16 && dp > 1;
   if (model.params().master_sharded() != sharded) fail("the master is sharded iff ZeRO-1 under BF16 at dp > 1");
   if (sharded) {
@@ -268,9 +291,10 @@ Run train(Communicator& world, const std::string& shard, bool zero1, double clip
     r.saved = state(model, opt, *groups.dp);
   }
   for (int s = first; s < steps; ++s) {
-    const CommStats before = step.dp_comm().stats();
+    const CommStats before = step.dp_stats();
     const trainer::StepResult res = step.run(s, trainer::learning_rate(s, t));
-    const CommStats moved = step.dp_comm().stats() - before;
+    const CommStats moved = step.dp_stats() - before;
+    r.bytes.push_back(res.comm_bytes);
     // The planner's figures are dp rank 0's; the reduce-scatter and the
     // all-gather move the same on every rank, an uneven all-reduce does not
     // (rank r owns chunk r, docs/parallel.md), so that kind is checked on rank 0.
@@ -310,6 +334,21 @@ Run train(Communicator& world, const std::string& shard, bool zero1, double clip
       r.saved = state(model, opt, *groups.dp);
     }
   }
+  if (path.device) {
+    // The tensors went to the device communicators, none through the host
+    // ones (which carried only the host values: doubles, maxima).
+    const auto tensors = [](const CommStats& st) {
+      return st[Collective::reduce_scatter_sum].calls + st[Collective::allgather].calls;
+    };
+    if (dp > 1 && (dev_dp->stats().total().calls == 0 || tensors(groups.dp->stats()) != 0))
+      fail(std::string(name) + ": the dp tensors did not take the device path");
+    // The host tp group still gathers the vocab-parallel loss's statistics
+    // (host values); sequence parallelism's reduce-scatters are tensors.
+    if (tp > 1 && (dev_tp->stats().total().calls == 0 ||
+                   groups.tp->stats()[Collective::reduce_scatter_sum].calls != 0 ||
+                   dev_tp->stats()[Collective::reduce_scatter_sum].calls == 0))
+      fail(std::string(name) + ": the tp tensors did not take the device path");
+  }
   r.master = trainer::gather_master(model.params(), *groups.dp);
   if (model.params().has_work_copy()) r.work = model.params().work_to_host();
   // The same weights on every rank.
@@ -333,6 +372,14 @@ void compare(const Run& a, const Run& b, const std::string& what) {
   if (!same(a.norm, b.norm)) fail(what + ": gradient norms differ");
   if (!same_bits(a.master, b.master)) fail(what + ": final weights differ");
   if (!same_bits(a.work, b.work)) fail(what + ": final bf16 copies differ");
+}
+
+// The direct device path against the staged one: compare()'s bits and
+// every step's counted bytes per group.
+[[maybe_unused]] void compare_paths(const Run& staged, const Run& direct, const std::string& what) {
+  compare(staged, direct, what + ": device path against staged");
+  if (staged.bytes != direct.bytes) fail(what + ": the device path counted other bytes than the staged one");
+  if (staged.bytes.empty() || staged.bytes[0].empty()) fail(what + ": no bytes counted");
 }
 
 [[maybe_unused]] void compare(const State& a, const State& b, const std::string& what) {
@@ -376,6 +423,15 @@ int main(int argc, char** argv) {
       const Run plain32 = train(world, shard, false, 0.0, true);
       const Run z32 = train(world, shard, true, 0.0, false);
       compare(plain32, z32, "emulated CUDA FP32: zero1 on against off");
+      const Path device{true, false};
+      compare_paths(plain32, train(world, shard, false, 0.0, true, kSteps, 1, {}, device), "FP32 plain dp");
+      compare_paths(z32, train(world, shard, true, 0.0, false, kSteps, 1, {}, device), "FP32 ZeRO-1");
+      // dp 1 x tp 2 with sequence parallelism: the model's tp collectives and
+      // TpGradSync's sums (n_kv_heads 1 over 2 ranks: a KV-head group).
+      const Path sp{false, true}, sp_device{true, true};
+      if (world.size() == 2)
+        compare_paths(train(world, shard, false, 0.0, false, kSteps, 2, {}, sp),
+                      train(world, shard, false, 0.0, false, kSteps, 2, {}, sp_device), "FP32 tp 2");
       compute = dyt::kernels::DType::BF16;
       const Ck ck{dir + "/ck", 2, false};
       if (world_rank == 0) std::filesystem::remove_all(ck.dir);
@@ -383,6 +439,11 @@ int main(int argc, char** argv) {
       const Run plain16 = train(world, shard, false, 1.0, false);
       const Run z16 = train(world, shard, true, 1.0, false, kSteps, 1, ck);
       compare(plain16, z16, "emulated CUDA BF16: zero1 on against off");
+      compare_paths(plain16, train(world, shard, false, 1.0, false, kSteps, 1, {}, device), "BF16 plain dp");
+      compare_paths(z16, train(world, shard, true, 1.0, false, kSteps, 1, {}, device), "BF16 ZeRO-1");
+      if (world.size() == 2)
+        compare_paths(train(world, shard, false, 1.0, false, kSteps, 2, {}, sp),
+                      train(world, shard, false, 1.0, false, kSteps, 2, {}, sp_device), "BF16 tp 2");
       if (plain16.work.empty()) fail("BF16: no working copy compared");
       if (plain16.clipped == 0) fail("no step was clipped: the clip factor went untested");
       // The checkpoint of the sharded master, resumed in the same layout:
