@@ -358,14 +358,14 @@ Run train(Communicator& world, const std::string& shard, bool zero1, double clip
   return r;
 }
 
-bool same(const std::vector<double>& a, const std::vector<double>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
-}
-
+// Bit for bit; an empty vector's data() may be null, which memcmp must not get
+// (an FP32 run has no bf16 copy).
 template <class T>
 bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
 }
+
+bool same(const std::vector<double>& a, const std::vector<double>& b) { return same_bits(a, b); }
 
 void compare(const Run& a, const Run& b, const std::string& what) {
   if (!same(a.loss, b.loss)) fail(what + ": losses differ");
