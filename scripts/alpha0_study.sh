@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# The α₀ study of issue 12 (docs/alpha0.md): DyT's α₀ attention × α₀ FFN at
-# the tiny recipe with a shorter budget (300 steps of 4096 tokens, a quarter
-# of the tiny run's tokens), so the whole study takes about two hours on 2
-# cores. Each part is one dyt-sweep: its table (sweep.md, sweep.jsonl) and
-# plots land in OUT/<part>/, and the same command again continues where it
-# stopped. The final DyT's α₀ is held at 6·sqrt(128/d), the width-128
-# default scaled as 1/(√d·σ) (docs/alpha0.md says why).
+# The α₀ study of issue 12 (docs/alpha0.md): DyT's α₀ at the tiny recipe
+# (configs/tiny.pbtxt, whatever its optimizer settings are) with a shorter
+# budget, 300 steps of 4096 tokens (a quarter of the tiny run's tokens), sized
+# to about 1.5 hours on 2 cores. Each part is one dyt-sweep run with one job:
+# its table (sweep.md, sweep.jsonl) and plots land in OUT/<part>/, and the
+# same command again continues where it stopped. The parts run in two lanes
+# side by side, one core each, balanced by their cost (a width-256 run costs
+# ~3 width-128 runs, ~7 width-64 runs). The final DyT's α₀ is held at
+# 6·sqrt(128/d), the width-128 default scaled as 1/√d (docs/alpha0.md).
 #
-#   scripts/alpha0_study.sh [OUT] [PART...]     (OUT: runs/alpha0; PART: all parts)
-# Parts: grid_w64_l4 grid_w128_l4 diag_w256_l4 diag_w64_l2 diag_w128_l2
-#        rms_<w>_l<d> dyisru_w128_l4
+#   scripts/alpha0_study.sh [OUT] [PART...]   (OUT: runs/alpha0; no PART: both lanes)
+# Parts (w: width, l: layers; heads of 32 channels, 2 KV heads, SwiGLU 8/3·d):
+#   grid_w64_l4      α₀ attention × α₀ FFN over {1,2,4,8,16}
+#   diag_w<W>_l<L>   α₀ attention = α₀ FFN over {1,2,4,8,16}  (W 64/128/256, L 2/4)
+#   dyisru_w64_l4    the same diagonal with DyISRU
+#   rms_w<W>_l<L>    RMSNorm over seeds 1234, 2, 3 (rms1_...: seed 1234 only)
+# Afterwards scripts/alpha0_report.py OUT docs/alpha0 gathers the tables,
+# heatmaps and each run's final α and saturation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/alpha0}
@@ -22,7 +29,7 @@ budget=(--set train.steps=${DYT_STUDY_STEPS:-300} --set train.global_batch_token
         --set train.eval_batches=8 --set train.log_every=50)
 export OMP_NUM_THREADS=1
 
-shape() {  # width depth -> the model overrides (heads of 32 channels, 2 KV heads, SwiGLU 8/3·d)
+shape() {  # width depth -> the model overrides
   local d=$1 l=$2 ffn=$(( ( ($1 * 8 / 3) + 31 ) / 32 * 32 ))
   echo "--set model.d_model=$d --set model.n_layers=$l --set model.n_heads=$(( d / 32 ))" \
        "--set model.n_kv_heads=2 --set model.ffn_hidden=$ffn"
@@ -33,15 +40,17 @@ part() {  # name width depth norm sweep-spec [extra --set ...]
   local name=$1 d=$2 l=$3 norm=$4 spec=$5
   shift 5
   # shellcheck disable=SC2046
-  "$sweep" --config configs/tiny.pbtxt --out "$out/$name" --jobs 2 --sweep "$spec" \
+  "$sweep" --config configs/tiny.pbtxt --out "$out/$name" --jobs 1 --sweep "$spec" \
     $(shape "$d" "$l") --set model.norm="$norm" --set model.alpha_init.final="$(final_alpha "$d")" \
-    "${budget[@]}" "$@"
+    "${budget[@]}" "$@" > "$out/$name.log" 2>&1 || {
+      echo "alpha0_study.sh: part $name failed (exit $?), see $out/$name.log" >&2; return 1; }
 }
 
 # α₀ attention = α₀ FFN: dyt-sweep has no tied fields, so one single-run
 # sweep per value, their sweep.jsonl lines gathered into the part's.
 diag() {  # name width depth norm
   local name=$1 v
+  mkdir -p "$out/$name"
   for v in ${grid//,/ }; do
     part "$name/a$v" "$2" "$3" "$4" "model.alpha_init.attention=$v" --set model.alpha_init.ffn="$v"
   done
@@ -49,20 +58,34 @@ diag() {  # name width depth norm
 }
 
 run_part() {
+  local w l
   case $1 in
-    grid_w64_l4)   part "$1" 64 4 DYT "model.alpha_init.attention=$grid;model.alpha_init.ffn=$grid" ;;
-    grid_w128_l4)  part "$1" 128 4 DYT "model.alpha_init.attention=$grid;model.alpha_init.ffn=$grid" ;;
-    diag_w256_l4)  diag "$1" 256 4 DYT ;;
-    diag_w64_l2)   diag "$1" 64 2 DYT ;;
-    diag_w128_l2)  diag "$1" 128 2 DYT ;;
-    dyisru_w128_l4) diag "$1" 128 4 DYISRU ;;
-    rms_w*_l*)     local w=${1#rms_w}; w=${w%_l*}; local l=${1##*_l}
-                   part "$1" "$w" "$l" RMSNORM "train.seed=1234,2,3" ;;
+    grid_w*_l*|diag_w*_l*|dyisru_w*_l*|rms_w*_l*|rms1_w*_l*)
+      w=${1#*_w}; w=${w%_l*}; l=${1##*_l} ;;
     *) echo "alpha0_study.sh: unknown part $1" >&2; exit 2 ;;
+  esac
+  echo "alpha0_study.sh: $(date +%H:%M:%S) part $1" >&2
+  case $1 in
+    grid_*)   part "$1" "$w" "$l" DYT "model.alpha_init.attention=$grid;model.alpha_init.ffn=$grid" ;;
+    diag_*)   diag "$1" "$w" "$l" DYT ;;
+    dyisru_*) diag "$1" "$w" "$l" DYISRU ;;
+    rms_*)    part "$1" "$w" "$l" RMSNORM "train.seed=1234,2,3" ;;
+    rms1_*)   part "$1" "$w" "$l" RMSNORM "train.seed=1234" ;;
   esac
 }
 
-parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(grid_w64_l4 rms_w64_l4 grid_w128_l4 rms_w128_l4 diag_w256_l4 rms_w256_l4
-                                 diag_w64_l2 rms_w64_l2 diag_w128_l2 rms_w128_l2 dyisru_w128_l4)
-for p in "${parts[@]}"; do run_part "$p"; done
+# A lane goes on past a failed part (its log says why) and fails at the end.
+lane() { local p rc=0; for p in "$@"; do run_part "$p" || rc=1; done; return $rc; }
+
+mkdir -p "$out"
+if [ $# -gt 0 ]; then lane "$@"; exit $?; fi
+# Each lane ~95 min here (AMD EPYC, one thread a run): a width-64 run takes
+# ~2.5 min, width 128 ~5, width 256 ~10.
+lane diag_w128_l4 rms_w128_l4 diag_w256_l4 rms1_w256_l4 &
+lane_a=$!
+lane rms_w64_l4 dyisru_w64_l4 diag_w64_l2 rms_w64_l2 grid_w64_l4 &
+lane_b=$!
+status=0
+wait $lane_a || status=1
+wait $lane_b || status=1
+exit $status
