@@ -2,7 +2,7 @@
 # The α₀ study of issue 12 (docs/alpha0.md): DyT's α₀ at the tiny recipe
 # (configs/tiny.pbtxt, whatever its optimizer settings are) with a shorter
 # budget, 300 steps of 4096 tokens (a quarter of the tiny run's tokens), sized
-# to about 1.5 hours on 2 cores. Each part is one dyt-sweep run with one job:
+# to about 70 minutes on 2 cores. Each part is one dyt-sweep run with one job:
 # its table (sweep.md, sweep.jsonl) and plots land in OUT/<part>/, and the
 # same command again continues where it stopped. The parts run in two lanes
 # side by side, one core each, balanced by their cost (a width-256 run costs
@@ -11,8 +11,9 @@
 #
 #   scripts/alpha0_study.sh [OUT] [PART...]   (OUT: runs/alpha0; no PART: both lanes)
 # Parts (w: width, l: layers; heads of 32 channels, 2 KV heads, SwiGLU 8/3·d):
-#   grid_w64_l4      α₀ attention × α₀ FFN over {1,2,4,8,16}
-#   diag_w<W>_l<L>   α₀ attention = α₀ FFN over {1,2,4,8,16}  (W 64/128/256, L 2/4)
+#   grid_w64_l4      α₀ attention × α₀ FFN over {1/4, 1, 4}
+#   diag_w<W>_l<L>   α₀ attention = α₀ FFN over {1/4, 1/2, 1, …, 16}  (W 64/128, L 2/4;
+#                    W 256: {1/4, 1, 4})
 #   dyisru_w64_l4    the same diagonal with DyISRU
 #   rms_w<W>_l<L>    RMSNorm over seeds 1234, 2, 3 (rms1_...: seed 1234 only)
 # Afterwards scripts/alpha0_report.py OUT docs/alpha0 gathers the tables,
@@ -24,7 +25,11 @@ shift || true
 sweep=${DYT_BUILD_DIR:-build}/launch/dyt-sweep
 [ -x "$sweep" ] || { echo "alpha0_study.sh: $sweep not found; run scripts/build.sh first" >&2; exit 1; }
 
-grid="1,2,4,8,16"
+# α₀ values: the diagonals from 1/4 to 16 (factors of 2; width 256, the
+# costliest, every factor of 4), the attention × FFN grid every factor of 4.
+diag_values="0.25,0.5,1,2,4,8,16"
+wide_values="0.25,1,4"
+grid="0.25,1,4"
 budget=(--set train.steps=${DYT_STUDY_STEPS:-300} --set train.global_batch_tokens=4096 --set train.eval_every=100
         --set train.eval_batches=8 --set train.log_every=50)
 export OMP_NUM_THREADS=1
@@ -48,10 +53,10 @@ part() {  # name width depth norm sweep-spec [extra --set ...]
 
 # α₀ attention = α₀ FFN: dyt-sweep has no tied fields, so one single-run
 # sweep per value, their sweep.jsonl lines gathered into the part's.
-diag() {  # name width depth norm
-  local name=$1 v
+diag() {  # name width depth norm [values]
+  local name=$1 v values=${5:-$diag_values}
   mkdir -p "$out/$name"
-  for v in ${grid//,/ }; do
+  for v in ${values//,/ }; do
     part "$name/a$v" "$2" "$3" "$4" "model.alpha_init.attention=$v" --set model.alpha_init.ffn="$v"
   done
   cat "$out/$name"/a*/sweep.jsonl > "$out/$name/sweep.jsonl"
@@ -67,7 +72,7 @@ run_part() {
   echo "alpha0_study.sh: $(date +%H:%M:%S) part $1" >&2
   case $1 in
     grid_*)   part "$1" "$w" "$l" DYT "model.alpha_init.attention=$grid;model.alpha_init.ffn=$grid" ;;
-    diag_*)   diag "$1" "$w" "$l" DYT ;;
+    diag_*)   if [ "$w" -ge 256 ]; then diag "$1" "$w" "$l" DYT "$wide_values"; else diag "$1" "$w" "$l" DYT; fi ;;
     dyisru_*) diag "$1" "$w" "$l" DYISRU ;;
     rms_*)    part "$1" "$w" "$l" RMSNORM "train.seed=1234,2,3" ;;
     rms1_*)   part "$1" "$w" "$l" RMSNORM "train.seed=1234" ;;
@@ -79,11 +84,11 @@ lane() { local p rc=0; for p in "$@"; do run_part "$p" || rc=1; done; return $rc
 
 mkdir -p "$out"
 if [ $# -gt 0 ]; then lane "$@"; exit $?; fi
-# Each lane ~95 min here (AMD EPYC, one thread a run): a width-64 run takes
-# ~2.5 min, width 128 ~5, width 256 ~10.
-lane diag_w128_l4 rms_w128_l4 diag_w256_l4 rms1_w256_l4 &
+# The lanes take ~75 and ~60 min here (AMD EPYC, one thread a run): a
+# width-64 run takes ~2 min, width 128 ~5, width 256 ~10.
+lane diag_w256_l4 diag_w128_l4 rms_w128_l4 &
 lane_a=$!
-lane rms_w64_l4 dyisru_w64_l4 diag_w64_l2 rms_w64_l2 grid_w64_l4 &
+lane grid_w64_l4 dyisru_w64_l4 rms_w64_l4 diag_w64_l2 rms_w64_l2 rms1_w256_l4 &
 lane_b=$!
 status=0
 wait $lane_a || status=1

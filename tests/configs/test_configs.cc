@@ -86,6 +86,8 @@ TEST(ShippedConfigs, TinyIsACpuRun) {
   EXPECT_EQ(a.ffn, 6.0);
   EXPECT_EQ(a.final, 6.0);
   EXPECT_EQ(width_rule_alpha(128, true), 1.0);
+  // α's own learning rate 10× (issue 12: α₀ 6 with k 10 is the best found).
+  EXPECT_EQ(c.train().alpha_lr_multiplier(), 10.0);
   EXPECT_TRUE(embed_scale_on(c.model()));
 }
 
