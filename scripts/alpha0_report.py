@@ -4,7 +4,9 @@
   alpha0_report.py OUT DOCS
 
 For every part OUT/<part>/ with a sweep.jsonl (part names as the study
-script gives them: grid_/diag_/dyisru_/rms_/rms1_ + w<width>_l<layers>):
+script gives them: grid_/diag_/dyisru_/rms_/rms1_/seeds<α₀>_ +
+w<width>_l<layers>; a seeds part adds seeds to a DyT cell of the same shape,
+and every cell's loss below is its mean over the seeds it has):
 
 - DOCS/<part>.jsonl: the sweep's rows, each with the part's shape and norm
   and the run's health at its last logged step, read from its metrics.jsonl:
@@ -14,8 +16,9 @@ script gives them: grid_/diag_/dyisru_/rms_/rms1_ + w<width>_l<layers>):
 - DOCS/diagonal.png: validation loss against α₀ (attention = FFN) for every
   diagonal and grid part, one line per width/depth/norm, with each shape's
   RMSNorm mean as a dashed line of the same colour.
-- DOCS/summary.md: per shape, the best DyT and DyISRU cells, RMSNorm's mean
-  and spread over seeds, and the gaps; diverged or unfinished runs named.
+- DOCS/summary.md: per shape, the best DyT and DyISRU cells (by their mean
+  over seeds), RMSNorm's mean and spread over seeds, and the gaps; diverged
+  or unfinished runs named.
 
 Exit 2 when OUT holds no part; 3 when matplotlib is missing (the tables are
 written first).
@@ -30,7 +33,7 @@ import shutil
 import statistics
 import sys
 
-PART = re.compile(r"^(grid|diag|dyisru|rms1?)_w(\d+)_l(\d+)$")
+PART = re.compile(r"^(grid|diag|dyisru|rms1?|seeds[0-9.]+)_w(\d+)_l(\d+)$")
 ATT, FFN, SEED = "model.alpha_init.attention", "model.alpha_init.ffn", "train.seed"
 
 
@@ -80,6 +83,27 @@ def finished(rows):
     return [r for r in rows if r["status"] == "finished" and finite(r.get("val_loss"))]
 
 
+def cells(rows, norm):
+    """(α₀ attention, α₀ FFN) -> the finished runs of that cell (any seed)."""
+    out = {}
+    for r in finished([r for r in rows if r["norm"] == norm]):
+        out.setdefault((r[ATT], r[FFN]), []).append(r)
+    return out
+
+
+def best_cell(rows, norm):
+    """The cell with the lowest mean validation loss over its seeds, as a row
+    (val_loss and saturation_mean averaged, n the number of seeds), or None."""
+    best = None
+    for (att, ffn), runs in cells(rows, norm).items():
+        sats = [r["saturation_mean"] for r in runs if finite(r.get("saturation_mean"))]
+        c = {ATT: att, FFN: ffn, "n": len(runs), "val_loss": statistics.fmean(r["val_loss"] for r in runs),
+             "saturation_mean": statistics.fmean(sats) if sats else None}
+        if best is None or c["val_loss"] < best["val_loss"]:
+            best = c
+    return best
+
+
 def summary(parts):
     shapes = sorted({(r["width"], r["depth"]) for rows in parts.values() for r in rows})
     lines = ["| width | layers | best DyT (α₀ att/FFN) | its saturation | best DyISRU (α₀) | RMSNorm mean (seeds) "
@@ -89,20 +113,19 @@ def summary(parts):
     for w, d in shapes:
         rows = [r for rs in parts.values() for r in rs if (r["width"], r["depth"]) == (w, d)]
         trouble += [r for r in rows if r["status"] != "finished"]
-        best = {}
-        for norm in ("DYT", "DYISRU"):
-            done = finished([r for r in rows if r["norm"] == norm])
-            best[norm] = min(done, key=lambda r: r["val_loss"]) if done else None
+        dyt, isru = best_cell(rows, "DYT"), best_cell(rows, "DYISRU")
         rms = [r["val_loss"] for r in finished([r for r in rows if r["norm"] == "RMSNORM"])]
         mean = statistics.fmean(rms) if rms else float("nan")
         spread = max(rms) - min(rms) if len(rms) > 1 else float("nan")
-        dyt, isru = best["DYT"], best["DYISRU"]
 
         def cell(b):
-            return f"{fmt(b['val_loss'])} ({b[ATT]}/{b[FFN]})" if b else "–"
+            if not b:
+                return "–"
+            seeds = f", {b['n']} seeds" if b["n"] > 1 else ""
+            return f"{fmt(b['val_loss'])} ({b[ATT]}/{b[FFN]}{seeds})"
 
         lines.append(
-            f"| {w} | {d} | {cell(dyt)} | {fmt(dyt.get('saturation_mean') if dyt else None, 2)} "
+            f"| {w} | {d} | {cell(dyt)} | {fmt(dyt['saturation_mean'] if dyt else None, 2)} "
             f"| {cell(isru)} | {fmt(mean)} ({len(rms)}) | {fmt(spread)} "
             f"| {fmt(dyt['val_loss'] - mean if dyt else None)} | {fmt(isru['val_loss'] - mean if isru else None)} |")
     if trouble:
@@ -116,28 +139,24 @@ def plot_diagonal(plt, parts, path):
     colours = {}
     for rows in parts.values():
         for r in rows:
-            key = (r["width"], r["depth"])
-            colours.setdefault(key, f"C{len(colours)}")
-    for name, rows in sorted(parts.items()):
-        if name.startswith("rms"):
-            continue
-        diag = sorted((float(r[ATT]), r["val_loss"]) for r in finished(rows) if r[ATT] == r[FFN])
-        if not diag:
-            continue
-        key = (rows[0]["width"], rows[0]["depth"])
-        style = "s--" if rows[0]["norm"] == "DYISRU" else "o-"
-        ax.plot(*zip(*diag), style, color=colours[key], label=f"{rows[0]['norm']} w{key[0]} l{key[1]}")
-        for r in rows:  # a diverged diagonal run: an x at the top of the axis
-            if r["status"] == "diverged" and r[ATT] == r[FFN]:
-                ax.plot([float(r[ATT])], [ax.get_ylim()[1]], "x", color=colours[key])
-    for name, rows in sorted(parts.items()):
-        rms = [r["val_loss"] for r in finished(rows)] if name.startswith("rms") else []
+            colours.setdefault((r["width"], r["depth"]), f"C{len(colours)}")
+    everything = [r for rows in parts.values() for r in rows]
+    for (w, d), colour in colours.items():
+        rows = [r for r in everything if (r["width"], r["depth"]) == (w, d)]
+        for norm, style in (("DYT", "o-"), ("DYISRU", "s--")):
+            diag = sorted((float(a), statistics.fmean(r["val_loss"] for r in runs))
+                          for (a, f), runs in cells(rows, norm).items() if a == f)
+            if diag:
+                ax.plot(*zip(*diag), style, color=colour, label=f"{norm} w{w} l{d}")
+        rms = [r["val_loss"] for r in finished([r for r in rows if r["norm"] == "RMSNORM"])]
         if rms:
-            key = (rows[0]["width"], rows[0]["depth"])
-            ax.axhline(statistics.fmean(rms), ls=":", color=colours[key], label=f"RMSNorm w{key[0]} l{key[1]}")
+            ax.axhline(statistics.fmean(rms), ls=":", color=colour, label=f"RMSNorm w{w} l{d}")
+    for r in everything:  # a diverged diagonal run: an x at the top of the axis
+        if r["status"] == "diverged" and r.get(ATT) is not None and r.get(ATT) == r.get(FFN):
+            ax.plot([float(r[ATT])], [ax.get_ylim()[1]], "x", color=colours[(r["width"], r["depth"])])
     ax.set_xscale("log", base=2)
     ax.set_xlabel("α₀ (attention = FFN)")
-    ax.set_ylabel("validation loss at the last step")
+    ax.set_ylabel("validation loss at the last step (mean over seeds)")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)

@@ -16,6 +16,8 @@
 #                    W 256: {1/4, 1, 4}, not run by default)
 #   dyisru_w64_l4    the same diagonal with DyISRU
 #   rms_w<W>_l<L>    RMSNorm over seeds 1234, 2, 3 (rms1_...: seed 1234 only)
+#   seeds<A>_w<W>_l<L>  DyT at α₀ attention = FFN = A over seeds 2 and 3 (a
+#                    cell's seed 1234 is the grid's or diagonal's run)
 # Afterwards scripts/alpha0_report.py OUT docs/alpha0 gathers the tables,
 # heatmaps and each run's final α and saturation.
 set -euo pipefail
@@ -65,7 +67,7 @@ diag() {  # name width depth norm [values]
 run_part() {
   local w l
   case $1 in
-    grid_w*_l*|diag_w*_l*|dyisru_w*_l*|rms_w*_l*|rms1_w*_l*)
+    grid_w*_l*|diag_w*_l*|dyisru_w*_l*|rms_w*_l*|rms1_w*_l*|seeds*_w*_l*)
       w=${1#*_w}; w=${w%_l*}; l=${1##*_l} ;;
     *) echo "alpha0_study.sh: unknown part $1" >&2; exit 2 ;;
   esac
@@ -76,6 +78,8 @@ run_part() {
     dyisru_*) diag "$1" "$w" "$l" DYISRU ;;
     rms_*)    part "$1" "$w" "$l" RMSNORM "train.seed=1234,2,3" ;;
     rms1_*)   part "$1" "$w" "$l" RMSNORM "train.seed=1234" ;;
+    seeds*)   local a=${1%%_*}; a=${a#seeds}
+              part "$1" "$w" "$l" DYT "model.alpha_init.attention=$a;model.alpha_init.ffn=$a;train.seed=2,3" ;;
   esac
 }
 
@@ -89,7 +93,7 @@ if [ $# -gt 0 ]; then lane "$@"; exit $?; fi
 # (diag_w256_l4 rms1_w256_l4, ~35 min more) is not in them: name its parts.
 lane diag_w128_l4 rms_w128_l4 &
 lane_a=$!
-lane grid_w64_l4 rms_w64_l4 dyisru_w64_l4 diag_w64_l2 rms_w64_l2 &
+lane grid_w64_l4 rms_w64_l4 dyisru_w64_l4 diag_w64_l2 rms_w64_l2 seeds0.25_w64_l4 seeds1_w64_l4 &
 lane_b=$!
 status=0
 wait $lane_a || status=1
