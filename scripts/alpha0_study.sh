@@ -2,8 +2,9 @@
 # The α₀ study of issue 12 (docs/alpha0.md): DyT's α₀ at the tiny recipe
 # (configs/tiny.pbtxt, whatever its optimizer settings are) with a shorter
 # budget, 300 steps of 4096 tokens (a quarter of the tiny run's tokens), sized
-# to about 50 minutes on 2 cores (an hour and a half with width 256). Each part is one dyt-sweep run with one job:
-# its table (sweep.md, sweep.jsonl) and plots land in OUT/<part>/, and the
+# to about an hour on 2 cores (an hour and a half with width 256). Each part
+# is one dyt-sweep run with one job (a diagonal: one per α₀): its table
+# (sweep.md, sweep.jsonl) and plots land in OUT/<part>/, and the
 # same command again continues where it stopped. The parts run in two lanes
 # side by side, one core each, balanced by their cost (a width-256 run costs
 # ~3 width-128 runs, ~7 width-64 runs). The final DyT's α₀ is held at
@@ -88,7 +89,7 @@ lane() { local p rc=0; for p in "$@"; do run_part "$p" || rc=1; done; return $rc
 
 mkdir -p "$out"
 if [ $# -gt 0 ]; then lane "$@"; exit $?; fi
-# The lanes take ~50 and ~45 min here (AMD EPYC, one thread a run): a
+# The lanes take ~50 and ~55 min here (AMD EPYC, one thread a run): a
 # width-64 run takes ~2 min, width 128 ~5, width 256 ~10. Width 256
 # (diag_w256_l4 rms1_w256_l4, ~35 min more) is not in them: name its parts.
 lane diag_w128_l4 rms_w128_l4 &
