@@ -410,6 +410,8 @@ std::vector<std::string> validate(const RunConfig& cfg) {
       p.push_back(tp + " does not divide train.seq_len = " + std::to_string(t.seq_len()) +
                   " (parallel.sequence_parallel splits sequences over tp ranks)");
   }
+  if (par.grad_bucket_elements() < 1)
+    p.push_back("parallel.grad_bucket_elements: must be >= 1, got " + std::to_string(par.grad_bucket_elements()));
   if (seq_ok && mb_ok && gbt_ok && dp_ok) {
     // Guard the product against overflow before taking the remainder.
     const __int128 per_step = static_cast<__int128>(t.seq_len()) * t.micro_batch() * par.dp();

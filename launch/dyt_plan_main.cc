@@ -65,7 +65,8 @@ int main(int argc, char** argv) {
     const auto hw = hardware(args);
     dyt::launch::StepTimeOptions opt;
     opt.matmul_efficiency = positive_option(args, "matmul-efficiency", opt.matmul_efficiency, 1.0);
-    opt.dp_overlap = dyt::config::has_flag(args, "dp-overlap");
+    // A run that overlaps its gradient reduction is modelled as overlapped.
+    opt.dp_overlap = dyt::config::has_flag(args, "dp-overlap") || cfg.parallel().overlap_grad_reduce();
     const bool json = dyt::config::has_flag(args, "json");
 
     if (args.options.count("gpus")) {

@@ -5,6 +5,7 @@
 
 #include "kernels/backend.h"
 #include "trainer/device_backend.h"
+#include "trainer/grad_buckets.h"
 #include "trainer/param_layout.h"
 #include "trainer/param_store.h"
 
@@ -95,10 +96,33 @@ CommPlan plan_comm(const config::RunConfig& cfg) {
 
   // dp group, once per step: gradients accumulate locally over micro-batches.
   const size_t n = static_cast<size_t>(mem.buffer_elements);
+  // Overlapped (parallel.overlap_grad_reduce): the gradient sum goes in the
+  // trainer's buckets of tp rank 0's buffer (trainer/grad_buckets.h), one
+  // call each; under ZeRO-1 each onto the rank whose partition holds it.
+  const bool overlap = cfg.parallel().overlap_grad_reduce() && dp > 1;
+  trainer::GradBucketPlan buckets;
+  if (overlap)
+    buckets = trainer::plan_grad_buckets(trainer::ParamLayout(dims, {0, tp}), dims.layers, dp,
+                                         cfg.parallel().zero1(), cfg.parallel().grad_bucket_elements());
+  const std::string in_buckets =
+      " in " + std::to_string(buckets.buckets.size()) + " buckets during the backward";
+  if (overlap) {
+    Traffic tr;
+    for (const trainer::GradBucket& b : buckets.buckets) {
+      const size_t size = static_cast<size_t>(b.range.size());
+      tr += cfg.parallel().zero1() ? parallel::reduce_traffic(size, 4, dp, 0, b.owner)
+                                   : parallel::allreduce_traffic(size, 4, dp, 0);
+    }
+    c.lines.push_back({"dp",
+                       cfg.parallel().zero1() ? "reduce of the fp32 gradients onto their owners" + in_buckets
+                                              : "all-reduce of the fp32 gradients" + in_buckets,
+                       cfg.parallel().zero1() ? Collective::reduce_sum : Collective::allreduce_sum, tr});
+  }
   if (cfg.parallel().zero1()) {
     const size_t shard = static_cast<size_t>(mem.zero_shard);
-    add("dp", "reduce-scatter of the fp32 gradients", Collective::reduce_scatter_sum,
-        parallel::reduce_scatter_traffic(shard, 4, dp), 1);
+    if (!overlap)
+      add("dp", "reduce-scatter of the fp32 gradients", Collective::reduce_scatter_sum,
+          parallel::reduce_scatter_traffic(shard, 4, dp), 1);
     if (bf16 && dp > 1) {
       // The master is sharded (Megatron's distributed optimizer): TrainStep
       // gathers the updated bf16 working copy, and the fp32 side buffer
@@ -118,10 +142,22 @@ CommPlan plan_comm(const config::RunConfig& cfg) {
     }
     add("dp", "all-reduce of the shards' squared gradient norm (f64)", Collective::allreduce_sum,
         parallel::allreduce_traffic(1, 8, dp, 0), 1);
-  } else {
+  } else if (!overlap) {
     add("dp", "all-reduce of the fp32 gradients", Collective::allreduce_sum,
         parallel::allreduce_traffic(n, 4, dp, 0), 1);
   }
+  // Overlapped, TpGradSync sums each backward stage's tensors before its
+  // buckets (trainer/train_step.cc): one call per stage that has any.
+  const auto stage_sums = [&](const char* group, std::string what, const auto& pick, int p) {
+    std::vector<size_t> per_stage(static_cast<size_t>(dims.layers + 2), 0);
+    const trainer::ParamLayout layout(dims, {0, tp});
+    for (const trainer::ParamEntry& e : layout.entries())
+      if (pick(e)) per_stage[static_cast<size_t>(trainer::grad_stage(e.name, dims.layers))] += static_cast<size_t>(e.numel);
+    Traffic tr;
+    for (const size_t s : per_stage)
+      if (s) tr += parallel::allreduce_traffic(s, 4, p, 0);
+    c.lines.push_back({group, std::move(what), Collective::allreduce_sum, tr});
+  };
   add("dp", "all-reduce of the loss sum (f64)", Collective::allreduce_sum,
       parallel::allreduce_traffic(1, 8, dp, 0), 1);
 
@@ -162,12 +198,18 @@ CommPlan plan_comm(const config::RunConfig& cfg) {
       add("tp", "LM head backward: reduce-scatter of the final norm output's gradient",
           Collective::reduce_scatter_sum, rs, micro);
       // The norms see T/tp rows: their (replicated) parameters' gradients sum over tp.
-      size_t replicated = 0;
-      const trainer::ParamLayout layout(dims);  // named: the loop must not outlive it
-      for (const trainer::ParamEntry& e : layout.entries())
-        if (e.split == Split::Replicated) replicated += static_cast<size_t>(e.numel);
-      add("tp", "all-reduce of the replicated (norm) parameters' fp32 gradients",
-          Collective::allreduce_sum, parallel::allreduce_traffic(replicated, 4, tp, 0), 1);
+      const auto replicated_entry = [](const trainer::ParamEntry& e) { return e.split == Split::Replicated; };
+      if (overlap) {
+        stage_sums("tp", "all-reduce of the replicated (norm) parameters' fp32 gradients, by backward stage",
+                   replicated_entry, tp);
+      } else {
+        size_t replicated = 0;
+        const trainer::ParamLayout layout(dims);  // named: the loop must not outlive it
+        for (const trainer::ParamEntry& e : layout.entries())
+          if (replicated_entry(e)) replicated += static_cast<size_t>(e.numel);
+        add("tp", "all-reduce of the replicated (norm) parameters' fp32 gradients",
+            Collective::allreduce_sum, parallel::allreduce_traffic(replicated, 4, tp, 0), 1);
+      }
     }
     // The gradient norm's tp ranks' partials (trainer/norm_partition.h).
     add("tp", "all-reduce of the owned blocks' squared gradient norm (f64)", Collective::allreduce_sum,
@@ -177,9 +219,16 @@ CommPlan plan_comm(const config::RunConfig& cfg) {
     // Fewer KV heads than ranks: the ranks sharing a KV head sum its k and v
     // gradients once per step (trainer/tp_grad_sync.h).
     if (dims.kv_heads < tp) {
-      const size_t kv = static_cast<size_t>(2 * L * dims.head_dim * dims.d);
-      add("tp-kv", "all-reduce of the replicated KV heads' k and v fp32 gradients",
-          Collective::allreduce_sum, parallel::allreduce_traffic(kv, 4, tp / static_cast<int>(dims.kv_heads), 0), 1);
+      const int kv_group = tp / static_cast<int>(dims.kv_heads);
+      if (overlap) {
+        stage_sums("tp-kv", "all-reduce of the replicated KV heads' k and v fp32 gradients, by backward stage",
+                   [](const trainer::ParamEntry& e) { return e.split != Split::Replicated && e.shard.replicas > 1; },
+                   kv_group);
+      } else {
+        const size_t kv = static_cast<size_t>(2 * L * dims.head_dim * dims.d);
+        add("tp-kv", "all-reduce of the replicated KV heads' k and v fp32 gradients",
+            Collective::allreduce_sum, parallel::allreduce_traffic(kv, 4, kv_group, 0), 1);
+      }
     }
   }
   return c;

@@ -42,6 +42,7 @@ const char* collective_name(Collective c) {
     case Collective::allreduce_max: return "allreduce_max";
     case Collective::barrier: return "barrier";
     case Collective::broadcast: return "broadcast";
+    case Collective::reduce_sum: return "reduce_sum";
   }
   return "?";
 }
@@ -95,6 +96,12 @@ Traffic allreduce_max_traffic(int p) { return both_ways(static_cast<uint64_t>(p 
 Traffic broadcast_traffic(size_t bytes, int p, int rank, int root) {
   if (rank == root) return Traffic{1, static_cast<uint64_t>(p - 1) * bytes, 0};
   return Traffic{1, 0, bytes};
+}
+
+Traffic reduce_traffic(size_t n, size_t elem_bytes, int p, int rank, int root) {
+  const uint64_t bytes = static_cast<uint64_t>(n) * elem_bytes;
+  if (rank == root) return Traffic{1, 0, static_cast<uint64_t>(p - 1) * bytes};
+  return Traffic{1, bytes, 0};
 }
 
 void Communicator::count(Collective c, const Traffic& t) { stats_.kind[static_cast<int>(c)] += t; }
@@ -156,6 +163,15 @@ void Communicator::broadcast(void* data, size_t bytes, int root) {
                                 std::to_string(size()));
   do_broadcast(data, bytes, root);
   count(Collective::broadcast, broadcast_traffic(bytes, size(), rank(), root));
+}
+
+void Communicator::reduce_sum(float* data, size_t n, int root) {
+  check_buffer(data, n, "reduce_sum", "data");
+  if (root < 0 || root >= size())
+    throw std::invalid_argument("reduce_sum: root " + std::to_string(root) + " is not a rank of this group of " +
+                                std::to_string(size()));
+  do_reduce_sum(data, n, root);
+  count(Collective::reduce_sum, reduce_traffic(n, sizeof(float), size(), rank(), root));
 }
 
 void LocalCommunicator::abort(int code) { std::exit(code); }

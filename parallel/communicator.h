@@ -23,8 +23,16 @@
 
 namespace dyt::parallel {
 
-enum class Collective : int { allreduce_sum, reduce_scatter_sum, allgather, allreduce_max, barrier, broadcast };
-inline constexpr int kCollectiveKinds = 6;
+enum class Collective : int {
+  allreduce_sum,
+  reduce_scatter_sum,
+  allgather,
+  allreduce_max,
+  barrier,
+  broadcast,
+  reduce_sum,
+};
+inline constexpr int kCollectiveKinds = 7;
 const char* collective_name(Collective c);
 
 // What this rank sent to and received from the other ranks of its group.
@@ -60,11 +68,15 @@ struct CommStats {
 //  - broadcast of b bytes from root: the root sends (p−1)·b and receives
 //    nothing; every other rank receives b and sends nothing (the one
 //    collective whose sent and received differ).
+//  - reduce (sum onto root) of n elements: every other rank sends its n and
+//    receives nothing; the root receives (p−1)·n and sends nothing. Over
+//    the group that is (p−1)·n, a reduce-scatter's total for the same n.
 Traffic allreduce_traffic(size_t n, size_t elem_bytes, int p, int rank);
 Traffic reduce_scatter_traffic(size_t count_per_rank, size_t elem_bytes, int p);
 Traffic allgather_traffic(size_t count_per_rank, size_t elem_bytes, int p);
 Traffic allreduce_max_traffic(int p);
 Traffic broadcast_traffic(size_t bytes, int p, int rank, int root);
+Traffic reduce_traffic(size_t n, size_t elem_bytes, int p, int rank, int root);
 
 // The public collectives check their arguments (std::invalid_argument
 // naming the call and the argument), run the backend's do_* and count the
@@ -97,6 +109,12 @@ class Communicator {
   // working copy), counted at 2 bytes per element.
   void allgather(const uint16_t* in, uint16_t* out, size_t count_per_rank);
   // The largest `value` over the ranks (e.g. "has any rank been asked to stop").
+  // data[i] on rank `root` ← Σ over ranks of data[i], in rank order (the
+  // all-reduce's bits); the other ranks' data is left as it was. In place,
+  // so a rank's own block of a flat buffer can receive it (the overlapped
+  // ZeRO-1 reduction: each bucket lies in one rank's partition). A root
+  // outside [0, size()) is refused.
+  void reduce_sum(float* data, size_t n, int root);
   int64_t allreduce_max(int64_t value);
   void barrier();
   // The `bytes` bytes at data on rank `root` are copied to data on every
@@ -131,6 +149,7 @@ class Communicator {
   virtual int64_t do_allreduce_max(int64_t value) = 0;
   virtual void do_barrier() = 0;
   virtual void do_broadcast(void* data, size_t bytes, int root) = 0;
+  virtual void do_reduce_sum(float* data, size_t n, int root) = 0;
 
  private:
   template <class T>
@@ -163,6 +182,7 @@ class LocalCommunicator final : public Communicator {
   int64_t do_allreduce_max(int64_t value) override { return value; }
   void do_barrier() override {}
   void do_broadcast(void*, size_t, int) override {}
+  void do_reduce_sum(float*, size_t, int) override {}
 };
 
 }  // namespace dyt::parallel

@@ -173,6 +173,33 @@ void MpiCommunicator::do_allgather(const float* in, float* out, size_t c) { gath
 void MpiCommunicator::do_allgather(const double* in, double* out, size_t c) { gather(in, out, c); }
 void MpiCommunicator::do_allgather(const uint16_t* in, uint16_t* out, size_t c) { gather(in, out, c); }
 
+// In rounds of at most segment/p elements gathered onto the root, which adds
+// the copies in rank order exactly as sum_in_rank_order does (the same bits
+// as the all-reduce). The root reads its own round before writing it, so
+// in place is safe.
+void MpiCommunicator::do_reduce_sum(float* data, size_t n, int root) {
+  if (size_ == 1 || n == 0) return;
+  const size_t p = static_cast<size_t>(size_);
+  const size_t round = std::max<size_t>(1, segment_ / p);
+  for (size_t b = 0; b < n; b += round) {
+    const size_t m = std::min(round, n - b);
+    float* copies = nullptr;
+    if (rank_ == root) {
+      scratch_.resize(sizeof(float) * m * p);
+      copies = reinterpret_cast<float*>(scratch_.data());
+    }
+    check(MPI_Gather(data + b, static_cast<int>(m), MPI_FLOAT, copies, static_cast<int>(m), MPI_FLOAT, root,
+                     comm_),
+          "MPI_Gather");
+    if (rank_ != root) continue;
+    for (size_t i = 0; i < m; ++i) {
+      float s = copies[i];
+      for (size_t r = 1; r < p; ++r) s += copies[r * m + i];
+      data[b + i] = s;
+    }
+  }
+}
+
 int64_t MpiCommunicator::do_allreduce_max(int64_t value) {
   int64_t out = value;
   check(MPI_Allreduce(&value, &out, 1, MPI_INT64_T, MPI_MAX, comm_), "MPI_Allreduce");

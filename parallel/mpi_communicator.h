@@ -64,6 +64,7 @@ class MpiCommunicator final : public Communicator {
   int64_t do_allreduce_max(int64_t value) override;
   void do_barrier() override;
   void do_broadcast(void* data, size_t bytes, int root) override;
+  void do_reduce_sum(float* data, size_t n, int root) override;
 
  private:
   MpiCommunicator(MPI_Comm comm, size_t segment);

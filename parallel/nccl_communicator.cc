@@ -232,4 +232,12 @@ void NcclCommunicator::do_broadcast(void* data, size_t bytes, int root) {
   check_async("ncclBroadcast");
 }
 
+// In place: on the root the sum lands where its own contribution was; the
+// other ranks' buffers are only read.
+void NcclCommunicator::do_reduce_sum(float* data, size_t n, int root) {
+  if (n == 0) return;
+  nccl_check(ncclReduce(data, data, n, ncclFloat, ncclSum, root, comm_, stream_), "ncclReduce", comm_);
+  check_async("ncclReduce");
+}
+
 }  // namespace dyt::parallel

@@ -77,6 +77,7 @@ class NcclCommunicator final : public Communicator {
   int64_t do_allreduce_max(int64_t value) override;
   void do_barrier() override;
   void do_broadcast(void* data, size_t bytes, int root) override;
+  void do_reduce_sum(float* data, size_t n, int root) override;
 
  private:
   friend std::unique_ptr<NcclCommunicator> make_nccl_communicator(Communicator& host_group, cudaStream_t stream);

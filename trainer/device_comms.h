@@ -20,15 +20,20 @@ namespace dyt::trainer {
 
 struct DeviceComms {
   // Destroyed before the host groups they were made from and before the
-  // backend (its stream): declare them after both.
+  // backend (its stream): declare them after both. The dp stream (when
+  // overlap gives dp's NCCL communicator a stream of its own) outlives dp.
+  std::unique_ptr<DpStream> dp_stream;
   std::unique_ptr<parallel::Communicator> dp, tp;
-  DeviceGroups groups() const { return {dp.get(), tp.get()}; }
+  DeviceGroups groups() const { return {dp.get(), tp.get(), dp_stream.get()}; }
 };
 
 // Collective over each group of more than one rank (dp first, then tp). A
 // failure to start NCCL throws on every rank of the group where it can be
-// agreed (nccl_communicator.h), else on the rank that saw it.
-DeviceComms make_device_comms(const parallel::Groups& groups, kernels::Backend& backend);
+// agreed (nccl_communicator.h), else on the rank that saw it. overlap
+// (parallel.overlap_grad_reduce): dp's NCCL communicator runs on a second
+// stream ordered against the backend's by events, so its bucket reductions
+// run beside the backward's kernels.
+DeviceComms make_device_comms(const parallel::Groups& groups, kernels::Backend& backend, bool overlap = false);
 
 // "dp 2: NCCL 2.28.9 (host values over MPI), tp 2: MPI, staged through host
 // memory" — the groups of more than one rank; "" when there are none.

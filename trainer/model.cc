@@ -230,7 +230,10 @@ void Model::forward(ActivationArena& acts, bool with_loss) {
   if (with_loss) loss(acts, 0.0f, false);
 }
 
-void Model::forward_backward(ActivationArena& acts, float grad_scale) {
+void Model::forward_backward(ActivationArena& acts, float grad_scale, const GradsReady* ready) {
+  const auto done = [&](int64_t stage) {
+    if (ready) (*ready)(static_cast<int>(stage));
+  };
   forward(acts, false);
   loss(acts, grad_scale, true);
 
@@ -242,14 +245,17 @@ void Model::forward_backward(ActivationArena& acts, float grad_scale) {
   sum_partial(acts.dnorm, acts);
   be_.zero(acts.dresid);
   norm_backward(final_norm_, acts.layer_in(dims_.layers), acts.final_rstd, acts.dnorm, acts.dresid);
+  done(0);
 
   for (int64_t l = dims_.layers - 1; l >= 0; --l) {
     // Under recomputation the block's activations are rebuilt from its saved
     // input; the rebuilt output equals layer_in(l + 1) bit for bit.
     if (acts.recompute()) block_forward(l, acts);
     block_backward(l, acts);
+    done(dims_.layers - l);
   }
   embed_backward(acts);
+  done(dims_.layers + 1);
 }
 
 }  // namespace dyt::trainer

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,9 @@ struct TensorParallel {
   int rank() const { return group ? group->rank() : 0; }
 };
 
+// Called with a backward stage whose gradients are final (Model::forward_backward).
+using GradsReady = std::function<void(int stage)>;
+
 class Model {
  public:
   // dims: the whole model's; params: this rank's blocks (params.layout()).
@@ -47,7 +51,11 @@ class Model {
   void forward(ActivationArena& acts, bool with_loss);
   // Forward, then the backward of grad_scale · (loss sum), ACCUMULATING into
   // the gradients (micro-batches add up); the loss sum goes to acts.loss_sum.
-  void forward_backward(ActivationArena& acts, float grad_scale);
+  // ready, when set, is told each stage of the backward as its gradients
+  // become final (trainer/grad_buckets.h: 0 after the LM head and final
+  // norm, layers − l after block l, layers + 1 after the embedding), so the
+  // caller can start reducing them while the backward goes on.
+  void forward_backward(ActivationArena& acts, float grad_scale, const GradsReady* ready = nullptr);
 
   // While stats is set (F64 [2·(2·layers + 1)] on the backend; null stops)
   // and the model has DyT/DyISRU norms, every forward adds each norm input's

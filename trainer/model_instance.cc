@@ -73,9 +73,10 @@ double ModelInstance::forward_backward(const int32_t* tokens, const int32_t* tar
   return acts_.take_loss_sum();
 }
 
-void ModelInstance::accumulate(const int32_t* tokens, const int32_t* targets, float grad_scale) {
+void ModelInstance::accumulate(const int32_t* tokens, const int32_t* targets, float grad_scale,
+                               const GradsReady* ready) {
   set_batch(tokens, targets);
-  model_.forward_backward(acts_, grad_scale);
+  model_.forward_backward(acts_, grad_scale, ready);
 }
 
 }  // namespace dyt::trainer

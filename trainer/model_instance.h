@@ -55,7 +55,9 @@ class ModelInstance {
   // returns the loss sum (one host sync).
   double forward_backward(const int32_t* tokens, const int32_t* targets, float grad_scale);
   // The same, leaving the loss in acts().loss_sum (no sync): the step loop's call.
-  void accumulate(const int32_t* tokens, const int32_t* targets, float grad_scale);
+  // ready: told each backward stage as its gradients become final (Model).
+  void accumulate(const int32_t* tokens, const int32_t* targets, float grad_scale,
+                  const GradsReady* ready = nullptr);
 
   // From probe_norms(true) (which zeroes the sums) to probe_norms(false),
   // every forward also adds up each DyT/DyISRU input's saturation statistics

@@ -72,4 +72,17 @@ void TpGradSync::sum(ParamStore& params) {
   if (kv_group_) sum_over(*kv_group_, kv_, params);
 }
 
+void TpGradSync::sum(ParamStore& params, FlatRange within) {
+  const auto in = [&](const std::vector<std::string>& names) {
+    std::vector<std::string> out;
+    for (const std::string& n : names) {
+      const int64_t at = params.layout().at(n).offset;
+      if (at >= within.begin && at < within.end) out.push_back(n);
+    }
+    return out;
+  };
+  sum_over(tp_, in(replicated_), params);
+  if (kv_group_) sum_over(*kv_group_, in(kv_), params);
+}
+
 }  // namespace dyt::trainer

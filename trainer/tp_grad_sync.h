@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "parallel/communicator.h"
+#include "trainer/dp_partition.h"
 #include "trainer/param_layout.h"
 #include "trainer/param_store.h"
 
@@ -34,6 +35,10 @@ class TpGradSync {
   // Sums the partial gradients in `params` over their groups, each group's
   // tensors packed into one all-reduce.
   void sum(ParamStore& params);
+  // The same for the tensors that start in `within` only (one backward
+  // stage's, when the dp reduction overlaps the backward); summed element
+  // by element in rank order, so the bits are those of sum().
+  void sum(ParamStore& params, FlatRange within);
 
   // The tensors summed over the whole tp group, and over a KV-head group.
   const std::vector<std::string>& replicated() const { return replicated_; }

@@ -182,7 +182,8 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out, parallel::Commu
 
   // A CUDA run's tensors between GPUs over NCCL where the build has it
   // (device_comms.h); after the backend, so destroyed before its stream.
-  const DeviceComms device_comms = make_device_comms(groups, *backend);
+  const GradOverlap overlap{cfg.parallel().overlap_grad_reduce(), cfg.parallel().grad_bucket_elements()};
+  const DeviceComms device_comms = make_device_comms(groups, *backend, overlap.on);
   parallel::TensorCollectives tp_group(*groups.tp, *backend, device_comms.tp.get());
   // Under ZeRO-1 the buffers are padded for the dp collectives, the
   // optimizer (and under BF16 the master) holds this rank's dp_partition only.
@@ -226,7 +227,7 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out, parallel::Commu
     tensorboard.emplace(run_dir.string(), first_step > 0 ? first_step : -1);
   }
 
-  TrainStep step_runner(model, optimizer, sampler, groups, t, zero1, device_comms.groups());
+  TrainStep step_runner(model, optimizer, sampler, groups, t, zero1, device_comms.groups(), overlap);
   const int64_t tokens_per_step = step_runner.tokens_per_step();
   std::fprintf(out,
                "dyt-train: %lld parameters, norm %s, %lld steps of %lld tokens "
@@ -242,6 +243,9 @@ TrainSummary train(const config::RunConfig& cfg, std::FILE* out, parallel::Commu
                run_dir.string().c_str());
   if (const std::string comms = describe_comms(groups, device_comms, *backend); !comms.empty())
     std::fprintf(out, "dyt-train: collectives: %s\n", comms.c_str());
+  if (!step_runner.grad_buckets().empty())
+    std::fprintf(out, "dyt-train: dp gradients reduced in %zu buckets during the backward%s\n",
+                 step_runner.grad_buckets().size(), device_comms.dp_stream ? ", on a second stream" : "");
 
   const data::EvalBatches* val = data.val_batches();
   const auto validate = [&](int64_t steps_done) {

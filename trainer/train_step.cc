@@ -45,7 +45,7 @@ std::string range_text(FlatRange r) {
 
 TrainStep::TrainStep(ModelInstance& model, AdamW& optimizer, const data::BatchSampler& sampler,
                      const parallel::Groups& groups, const config::TrainConfig& t, bool zero1,
-                     DeviceGroups device)
+                     DeviceGroups device, GradOverlap overlap)
     : model_(model),
       optimizer_(optimizer),
       sampler_(sampler),
@@ -54,6 +54,7 @@ TrainStep::TrainStep(ModelInstance& model, AdamW& optimizer, const data::BatchSa
       dp_device_(device_group(device.dp, dp_, model.backend(), "dp")),
       tp_device_(device_group(device.tp, tp_, model.backend(), "tp")),
       dp_tensor_(dp_device_ ? *dp_device_ : dp_),
+      dp_stream_(device.dp_stream),
       tp_sync_(model.layout(), tp_, model.tensor_parallel().sequence_parallel, tp_device_),
       zero1_(zero1),
       // The MPI and single-process communicators take host memory: a device
@@ -71,6 +72,12 @@ TrainStep::TrainStep(ModelInstance& model, AdamW& optimizer, const data::BatchSa
   const int64_t n = p.total();
   const int dp = dp_.size();
   range_ = zero1 ? dp_partition(n, dp, dp_.rank()) : FlatRange{0, n};
+  if (dp_stream_ && !dp_device_)
+    throw std::invalid_argument("TrainStep: a dp stream without a device dp communicator to run on it");
+  if (overlap.on && dp > 1) {
+    plan_ = plan_grad_buckets(model.layout(), model.dims().layers, dp, zero1, overlap.bucket_elements);
+    on_stage_ = [this](int stage) { stage_done(stage); };
+  }
   if (optimizer.range().begin != range_.begin || optimizer.range().end != range_.end)
     throw std::invalid_argument("TrainStep: the optimizer holds " + range_text(optimizer.range()) +
                                 ", this rank updates " + range_text(range_) +
@@ -136,7 +143,9 @@ void TrainStep::reduce_grads() {
   kernels::Backend& be = p.backend();
   if (!zero1_) {
     if (!staged_) {  // the CPU's host buffer, or the device's with a device communicator
+      if (on_device_) dp_after_compute();
       dp_tensor_.allreduce_sum(p.grads().f32(), static_cast<size_t>(p.total()));
+      if (on_device_) compute_after_dp();
       return;
     }
     be.download(p.grads(), host_grads_.data());
@@ -158,12 +167,54 @@ void TrainStep::reduce_grads() {
     // Into the device chunk (the output may not overlap the input), then
     // the range's part copied into place on the device.
     const kernels::Tensor chunk = shard_dev_.flat();
+    dp_after_compute();
     dp_tensor_.reduce_scatter_sum(p.grads_padded().f32(), chunk.f32(), c);
+    compute_after_dp();
     be.convert(kernels::slice(chunk, 0, range_.size()), mine);
   } else {
     dp_.reduce_scatter_sum(p.grads_padded().f32(), shard_.data(), c);
     std::memcpy(mine.f32(), shard_.data(), static_cast<size_t>(range_.size()) * sizeof(float));
   }
+}
+
+void TrainStep::dp_after_compute() {
+  if (dp_stream_) dp_stream_->wait_for_compute();
+}
+
+void TrainStep::compute_after_dp() {
+  if (dp_stream_) dp_stream_->compute_waits();
+}
+
+void TrainStep::stage_done(int stage) {
+  tp_sync_.sum(model_.params(), plan_.stage_ranges.at(static_cast<size_t>(stage)));
+  while (next_bucket_ < plan_.buckets.size() && plan_.buckets[next_bucket_].stage <= stage)
+    reduce_bucket(plan_.buckets[next_bucket_++]);
+}
+
+// One bucket of reduce_grads: all-reduced, or under ZeRO-1 reduced onto the
+// rank whose partition holds it, in place in the gradient buffer (the same
+// rank-order sums, so the bits of the whole-buffer calls). On a dp stream of
+// its own the backend does not wait for it until the backward is done.
+void TrainStep::reduce_bucket(const GradBucket& b) {
+  ParamStore& p = model_.params();
+  kernels::Backend& be = p.backend();
+  const kernels::Tensor g = kernels::slice(p.grads(), b.range.begin, b.range.size());
+  const size_t size = static_cast<size_t>(b.range.size());
+  const auto reduce = [&](parallel::Communicator& comm, float* data) {
+    if (b.owner < 0)
+      comm.allreduce_sum(data, size);
+    else
+      comm.reduce_sum(data, size, b.owner);
+  };
+  if (staged_) {
+    float* host = host_grads_.data() + b.range.begin;
+    be.download(g, host);
+    reduce(dp_, host);
+    if (b.owner < 0 || b.owner == dp_.rank()) be.upload(host, g);
+    return;
+  }
+  if (on_device_) dp_after_compute();
+  reduce(dp_tensor_, g.f32());
 }
 
 void TrainStep::gather_params() {
@@ -180,8 +231,10 @@ void TrainStep::gather_params() {
       const kernels::Tensor chunk = shard16_dev_.flat();
       be.convert(mine, kernels::slice(chunk, 0, range_.size()));
       if (chunk_ > range_.size()) be.zero(kernels::slice(chunk, range_.size(), chunk_ - range_.size()));
+      dp_after_compute();
       dp_tensor_.allgather(static_cast<const uint16_t*>(chunk.data), static_cast<uint16_t*>(p.work_padded().data),
                            c);
+      compute_after_dp();
     } else if (staged_) {
       be.download(mine, shard16_.data());
       dp_.allgather(shard16_.data(), host16_.data(), c);
@@ -204,7 +257,9 @@ void TrainStep::gather_params() {
       const kernels::Tensor chunk = shard_dev_.flat();
       be.convert(mine, kernels::slice(chunk, 0, range_.size()));
       if (chunk_ > range_.size()) be.zero(kernels::slice(chunk, range_.size(), chunk_ - range_.size()));
+      dp_after_compute();
       dp_tensor_.allgather(chunk.f32(), p.master_padded().f32(), c);
+      compute_after_dp();
     } else if (staged_) {
       be.download(mine, shard_.data());
       dp_.allgather(shard_.data(), host_grads_.data(), c);
@@ -232,7 +287,9 @@ void TrainStep::gather_side() {
   if (on_device_) {
     // Every rank's side buffer gathered on the device, then read back (small).
     const kernels::Tensor all = side_all_dev_.flat();
+    dp_after_compute();
     dp_tensor_.allgather(side.f32(), all.f32(), S);
+    compute_after_dp();
     if (S) be.download(kernels::slice(all, 0, static_cast<int64_t>(dp_.size() * S)), side_all_.data());
     std::copy(side_all_.begin() + static_cast<int64_t>(dp_.rank() * S),
               side_all_.begin() + static_cast<int64_t>((dp_.rank() + 1) * S), side_host_.begin());
@@ -312,16 +369,29 @@ StepResult TrainStep::run(int64_t step, double lr, bool probe_norms) {
   params.zero_grads();
   const float grad_scale = 1.0f / static_cast<float>(tokens_per_step_);
   if (probe_norms) model_.probe_norms(true);
-  for (int64_t micro = 0; micro < sampler_.micro_batches_per_step(); ++micro) {
+  const int64_t micros = sampler_.micro_batches_per_step();
+  const bool overlap = !plan_.buckets.empty();
+  next_bucket_ = 0;
+  for (int64_t micro = 0; micro < micros; ++micro) {
     sampler_.fill_micro_batch(step, micro, tokens_.data(), targets_.data());
-    model_.accumulate(tokens_.data(), targets_.data(), grad_scale);
+    // With overlap the last micro-batch's backward reports its stages: the
+    // tp sums and the dp reduction of each bucket start as it completes.
+    model_.accumulate(tokens_.data(), targets_.data(), grad_scale,
+                      overlap && micro + 1 == micros ? &on_stage_ : nullptr);
   }
   if (probe_norms) model_.probe_norms(false);
-  // Blocks several tp ranks hold alike, each with part of the gradient.
-  tp_sync_.sum(params);
-  // Each rank holds its slice's share of the mean gradient; the sum over
-  // ranks (fixed rank order) is the global batch's, the same bits on all.
-  reduce_grads();
+  if (overlap) {
+    if (next_bucket_ != plan_.buckets.size())
+      throw std::logic_error("TrainStep: the backward left " + std::to_string(plan_.buckets.size() - next_bucket_) +
+                             " gradient buckets unreduced");
+    compute_after_dp();
+  } else {
+    // Blocks several tp ranks hold alike, each with part of the gradient.
+    tp_sync_.sum(params);
+    // Each rank holds its slice's share of the mean gradient; the sum over
+    // ranks (fixed rank order) is the global batch's, the same bits on all.
+    reduce_grads();
+  }
   // Every tp rank of a replica has the whole loss (the vocab-parallel loss is combined).
   double loss_sum = model_.acts().take_loss_sum();
   dp_.allreduce_sum(&loss_sum, 1);

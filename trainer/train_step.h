@@ -30,6 +30,7 @@
 #include "parallel/groups.h"
 #include "trainer/data/loader.h"
 #include "trainer/dp_partition.h"
+#include "trainer/grad_buckets.h"
 #include "trainer/model_instance.h"
 #include "trainer/norm_health.h"
 #include "trainer/optimizer.h"
@@ -45,12 +46,33 @@ struct StepResult {
   std::vector<std::pair<std::string, uint64_t>> comm_bytes;
 };
 
+// The stream a device dp communicator runs on when it is not the backend's
+// (CUDA with overlap: a second stream, so the bucket reductions run beside
+// the backward; trainer/device_comms.h). Each call orders the work queued so
+// far; nothing waits on the host.
+class DpStream {
+ public:
+  virtual ~DpStream() = default;
+  // The dp stream's next work starts after the backend's queued work.
+  virtual void wait_for_compute() = 0;
+  // The backend's next work starts after the dp stream's queued work.
+  virtual void compute_waits() = 0;
+};
+
 // The same groups' communicators of device buffers (device_buffers() true,
 // the same ranks in the same order as the host groups), or null where a
 // group's tensors are staged through the host. Only for a device backend.
+// dp_stream: set when dp runs on a stream of its own.
 struct DeviceGroups {
   parallel::Communicator* dp = nullptr;
   parallel::Communicator* tp = nullptr;
+  DpStream* dp_stream = nullptr;
+};
+
+// parallel.overlap_grad_reduce and parallel.grad_bucket_elements.
+struct GradOverlap {
+  bool on = false;
+  int64_t bucket_elements = 40'000'000;
 };
 
 class TrainStep {
@@ -62,10 +84,12 @@ class TrainStep {
   // dp·dp_chunk, and under BF16 holding that range of the master); without
   // it, the whole buffer. device: where the gradients and parameters
   // travel instead of groups' host communicators (the model's TensorCollectives
-  // should have device.tp too). std::invalid_argument otherwise.
+  // should have device.tp too). overlap: reduce the dp gradients in buckets
+  // during the last micro-batch's backward (trainer/grad_buckets.h; nothing
+  // to do at dp 1). std::invalid_argument otherwise.
   TrainStep(ModelInstance& model, AdamW& optimizer, const data::BatchSampler& sampler,
             const parallel::Groups& groups, const config::TrainConfig& t, bool zero1 = false,
-            DeviceGroups device = {});
+            DeviceGroups device = {}, GradOverlap overlap = {});
 
   // Step `step` (0-based) at learning rate lr; with probe_norms, its
   // forwards also measure the DyT/DyISRU inputs (read them with
@@ -77,6 +101,8 @@ class TrainStep {
   std::vector<NormHealth> norm_health();
   int64_t tokens_per_step() const { return tokens_per_step_; }
   bool zero1() const { return zero1_; }
+  // The buckets the dp reduction overlaps the backward in; empty without overlap.
+  const std::vector<GradBucket>& grad_buckets() const { return plan_.buckets; }
   // The host communicators (the host values' collectives).
   const parallel::Communicator& dp_comm() const { return dp_; }
   const parallel::Communicator& tp_comm() const { return tp_; }
@@ -90,6 +116,14 @@ class TrainStep {
   // Gradients summed over the dp ranks (fixed rank order): all of them, or
   // under ZeRO-1 this rank's partition only.
   void reduce_grads();
+  // Overlap: a backward stage is done; its tp sums, then every bucket it
+  // completes reduced (on the dp stream when there is one).
+  void stage_done(int stage);
+  void reduce_bucket(const GradBucket& b);
+  // Where dp's device collectives run on their own stream: before one, it
+  // waits for the backend; after, the backend for it (no-ops otherwise).
+  void dp_after_compute();
+  void compute_after_dp();
   // Under ZeRO-1: every rank's updated range to every rank (the master, or
   // the BF16 copy and the side buffer).
   void gather_params();
@@ -106,12 +140,16 @@ class TrainStep {
   parallel::Communicator* dp_device_;  // null: dp's tensors go to dp_
   parallel::Communicator* tp_device_;
   parallel::Communicator& dp_tensor_;  // where dp's gradients and parameters go
+  DpStream* dp_stream_;                // null: dp's device collectives are on the backend's stream
   TpGradSync tp_sync_;
   bool zero1_;
   bool staged_;        // the backend's memory is not the communicator's: copy through the host
   bool on_device_;     // a device backend with a communicator of device buffers
   FlatRange range_;    // what this rank updates: its dp_partition, or everything
   int64_t chunk_ = 0;  // dp_chunk(total, dp) under ZeRO-1
+  GradBucketPlan plan_;       // overlap: the buckets; empty buckets = no overlap
+  size_t next_bucket_ = 0;    // the first bucket not yet reduced this step
+  GradsReady on_stage_;       // calls stage_done
   double grad_clip_;
   int64_t tokens_per_step_;
   std::vector<int32_t> tokens_, targets_;

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "parallel/communicator.h"
@@ -51,6 +52,7 @@ TEST(LocalCommunicator, CountsCallsButNoBytes) {
   c.barrier();
   int64_t word = 7;
   c.broadcast(&word, sizeof word, 0);
+  c.reduce_sum(f.data(), f.size(), 0);
   const CommStats& s = c.stats();
   EXPECT_EQ(s[Collective::allreduce_sum], (Traffic{2, 0, 0}));
   EXPECT_EQ(s[Collective::reduce_scatter_sum], (Traffic{1, 0, 0}));
@@ -59,7 +61,9 @@ TEST(LocalCommunicator, CountsCallsButNoBytes) {
   EXPECT_EQ(s[Collective::barrier], (Traffic{1, 0, 0}));
   EXPECT_EQ(s[Collective::broadcast], (Traffic{1, 0, 0}));
   EXPECT_EQ(word, 7);  // a group of one broadcasts to itself
-  EXPECT_EQ(s.total().calls, 7u);
+  EXPECT_EQ(s[Collective::reduce_sum], (Traffic{1, 0, 0}));
+  EXPECT_EQ(f, std::vector<float>(10, 1.0f));  // and reduces onto itself: unchanged
+  EXPECT_EQ(s.total().calls, 8u);
   EXPECT_FALSE(c.device_buffers());
 }
 
@@ -98,6 +102,28 @@ TEST(Traffic, BroadcastIsSentByTheRootAndReceivedByTheOthers) {
   EXPECT_EQ(broadcast_traffic(100, 4, 2, 2), (Traffic{1, 300, 0}));
   for (int r : {0, 1, 3}) EXPECT_EQ(broadcast_traffic(100, 4, r, 2), (Traffic{1, 0, 100}));
   EXPECT_EQ(broadcast_traffic(100, 1, 0, 0), (Traffic{1, 0, 0}));
+}
+
+TEST(Traffic, ReduceIsSentByTheOthersAndReceivedByTheRoot) {
+  // 10 floats over 4 ranks onto root 1: the root receives 3 copies, the others send one;
+  // over the group (p−1)·n, a reduce-scatter's total.
+  EXPECT_EQ(reduce_traffic(10, 4, 4, 1, 1), (Traffic{1, 0, 120}));
+  for (int r : {0, 2, 3}) EXPECT_EQ(reduce_traffic(10, 4, 4, r, 1), (Traffic{1, 40, 0}));
+  EXPECT_EQ(reduce_traffic(10, 4, 1, 0, 0), (Traffic{1, 0, 0}));
+}
+
+TEST(Communicator, ReduceRefusesARootOutsideTheGroup) {
+  LocalCommunicator c;
+  float x = 3;
+  for (int root : {-1, 1}) {
+    try {
+      c.reduce_sum(&x, 1, root);
+      ADD_FAILURE() << "expected invalid_argument for root " << root;
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("reduce_sum: root " + std::to_string(root)), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(c.stats()[Collective::reduce_sum].calls, 0u);
 }
 
 TEST(Communicator, BroadcastRefusesARootOutsideTheGroup) {

@@ -5,7 +5,11 @@
 // root (root ≠ 0 included) of 0, 1, 13 and 2²⁰ + 3 bytes: every rank ends
 // with the root's bytes, and the counters say (p−1)·b sent on the root and
 // b received elsewhere; a root outside the group is refused by name on every
-// rank (no hang) and not counted.
+// rank (no hang) and not counted. The reduce onto every root, in place, of
+// sizes around the communicator's round (a 64-element segment makes the
+// multi-round path run on small buffers): the root holds the rank-order sum
+// bit for bit, the others their inputs unchanged, counted as n sent off the
+// root and (p−1)·n received on it; roots −1 and p refused.
 // Prints PASS on rank 0, exits non-zero on any rank that sees a difference.
 #include <cmath>
 #include <cstdint>
@@ -102,6 +106,53 @@ int check_broadcast(dyt::parallel::Communicator& comm) {
   return bad;
 }
 
+int check_reduce(dyt::parallel::Communicator& comm) {
+  using dyt::parallel::Collective;
+  int bad = 0;
+  const int p = comm.size(), me = comm.rank();
+  for (int root = 0; root < p; ++root)
+    for (size_t n : {size_t{0}, size_t{1}, size_t{20}, size_t{21}, size_t{1001}}) {
+      std::vector<float> data(n);
+      for (size_t i = 0; i < n; ++i) data[i] = value<float>(me, i);
+      const dyt::parallel::Traffic before = comm.stats()[Collective::reduce_sum];
+      comm.reduce_sum(data.data(), n, root);
+      dyt::parallel::Traffic step = comm.stats()[Collective::reduce_sum];
+      step -= before;
+      for (size_t i = 0; i < n; ++i) {
+        float want = value<float>(me, i);
+        if (me == root) {
+          want = value<float>(0, i);
+          for (int r = 1; r < p; ++r) want += value<float>(r, i);
+        }
+        if (std::memcmp(&data[i], &want, sizeof(float)) != 0) {
+          std::fprintf(stderr, "rank %d: reduce of %zu onto %d: element %zu is %.9g, want %.9g\n", me, n, root, i,
+                       data[i], want);
+          ++bad;
+          break;
+        }
+      }
+      const uint64_t bytes = n * sizeof(float);
+      const dyt::parallel::Traffic want = me == root ? dyt::parallel::Traffic{1, 0, static_cast<uint64_t>(p - 1) * bytes}
+                                                     : dyt::parallel::Traffic{1, bytes, 0};
+      if (!(step == want)) {
+        std::fprintf(stderr, "rank %d: reduce of %zu onto %d counted %llu/%llu B\n", me, n, root,
+                     static_cast<unsigned long long>(step.bytes_sent),
+                     static_cast<unsigned long long>(step.bytes_received));
+        ++bad;
+      }
+    }
+  for (int root : {-1, p}) {
+    float x = 1;
+    try {
+      comm.reduce_sum(&x, 1, root);
+      std::fprintf(stderr, "rank %d: reduce onto root %d was not refused\n", me, root);
+      ++bad;
+    } catch (const std::invalid_argument&) {
+    }
+  }
+  return bad;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -114,6 +165,11 @@ int main(int argc, char** argv) {
     bad += check_sum<double>(comm, n, "double");
   }
   bad += check_broadcast(comm);
+  bad += check_reduce(comm);
+  {
+    dyt::parallel::MpiCommunicator small(64);
+    bad += check_reduce(small);
+  }
   if (comm.allreduce_max(10 * comm.rank() - 7) != 10 * (comm.size() - 1) - 7) {
     std::fprintf(stderr, "rank %d: allreduce_max is wrong\n", comm.rank());
     ++bad;

@@ -3,8 +3,9 @@
 
 A 3-step tiny run (smaller batch) at dp x tp = 1x1, then under mpirun at 1x2,
 1x2 with sequence parallelism, 1x4 (2 KV heads over 4 ranks: replicated KV
-heads) and 2x2 (with parallel.zero1 too: plain 2x2's bits, its dp traffic
-as planned): every step's loss to 1e-6 and gradient norm to 1e-5 of the
+heads) and 2x2 (with parallel.zero1 too, and with ZeRO-1 and the dp
+reduction overlapped with the backward in buckets: plain 2x2's bits, their
+traffic as planned): every step's loss to 1e-6 and gradient norm to 1e-5 of the
 single process, every validation loss to 1e-6, each DyT input's saturation
 and RMS (trainer/norm_health.h) as the single process measured them, the bytes each group's
 communicator moved in each step (metrics' comm_bytes, rank 0) equal to
@@ -155,6 +156,22 @@ def main():
     if ct.read_file(os.path.join(z1, "model.safetensors")) != ct.read_file(os.path.join(plain, "model.safetensors")):
         sys.exit("FAIL: 2x2 with parallel.zero1 exports other weights than plain 2x2")
     print("dp2_tp2_zero1: plain 2x2's bits")
+
+    # The same with the dp reduction overlapped with the backward in small
+    # buckets (parallel.overlap_grad_reduce): plain 2x2's bits again, and
+    # every group's bytes (the buckets reduced onto their owners, the
+    # replicated norm parameters' tp sums stage by stage) as dyt-plan predicts.
+    ov = os.path.join(args.work, "dp2_tp2_zero1_overlap")
+    ov_overrides = z1_overrides + ["parallel.overlap_grad_reduce=true", "parallel.grad_bucket_elements=20000"]
+    p = ct.mpirun_train(args, 4, ov, *COMMON, *ov_overrides)
+    if "buckets during the backward" not in p.stdout:
+        sys.exit(f"FAIL: the overlapped run does not say it reduces in buckets: {p.stdout}")
+    check_comm("dp2_tp2_zero1_overlap", ov, planned_bytes(args, ov_overrides))
+    if ct.step_records(ov) != ct.step_records(plain):
+        sys.exit(f"FAIL: 2x2 ZeRO-1 overlapped is not plain 2x2 bit for bit: {ct.step_records(ov)}")
+    if ct.read_file(os.path.join(ov, "model.safetensors")) != ct.read_file(os.path.join(plain, "model.safetensors")):
+        sys.exit("FAIL: 2x2 ZeRO-1 overlapped exports other weights than plain 2x2")
+    print("dp2_tp2_zero1_overlap: plain 2x2's bits, planned bytes")
 
     again = os.path.join(args.work, "tp2_again")
     ct.mpirun_train(args, 2, again, *COMMON, "parallel.tp=2")

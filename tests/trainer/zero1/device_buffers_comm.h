@@ -45,6 +45,7 @@ class DeviceBuffersComm final : public parallel::Communicator {
   int64_t do_allreduce_max(int64_t v) override { return inner_->allreduce_max(v); }
   void do_barrier() override { inner_->barrier(); }
   void do_broadcast(void* d, size_t b, int root) override { inner_->broadcast(d, b, root); }
+  void do_reduce_sum(float* d, size_t n, int root) override { inner_->reduce_sum(d, n, root); }
 
  private:
   std::unique_ptr<parallel::Communicator> inner_;

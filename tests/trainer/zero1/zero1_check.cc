@@ -102,11 +102,13 @@ void fail(const std::string& what) {
 constexpr int kSteps = 3;
 constexpr int kRuleSteps = 8;  // the norm-rule runs: more steps, more chances for the order to show
 
-std::string config_text(const std::string& shard, int dp, int tp, bool zero1, double clip, bool bf16, bool sp) {
+std::string config_text(const std::string& shard, int dp, int tp, bool zero1, double clip, bool bf16, bool sp,
+                        int64_t bucket) {
   return "model { vocab_size: 34 d_model: 64 n_layers: 2 n_heads: 2 n_kv_heads: 1 ffn_hidden: 160 "
          "norm: DYT max_seq_len: 32 init_std: 0.3 }\n"
          "parallel { dp: " + std::to_string(dp) + " tp: " + std::to_string(tp) +
-         " zero1: " + (zero1 ? "true" : "false") + (sp ? " sequence_parallel: true" : "") + " }\n"
+         " zero1: " + (zero1 ? "true" : "false") + (sp ? " sequence_parallel: true" : "") +
+         (bucket > 0 ? " overlap_grad_reduce: true grad_bucket_elements: " + std::to_string(bucket) : "") + " }\n"
          "train { seed: 7 seq_len: 32 micro_batch: 2 global_batch_tokens: 768 steps: " +
          std::to_string(kRuleSteps) + " lr: 3e-3 warmup_steps: 1 weight_decay: 0.1 grad_clip: " +
          std::to_string(clip) + (bf16 ? " precision: BF16 device: CUDA" : " precision: FP32 device: CPU") +
@@ -138,6 +140,7 @@ struct Run {
 struct Path {
   bool device = false;
   bool sp = false;
+  int64_t bucket = 0;  // > 0: the dp reduction overlapped with the backward, in buckets of this many elements
 };
 
 int64_t hash(const void* p, size_t bytes) {
@@ -223,7 +226,7 @@ Run train(Communicator& world, const std::string& shard, bool zero1, double clip
           int steps = kSteps, int tp = 1, const Ck& ck = {}, Path path = {}) {
   const int dp = world.size() / tp;
   const bool bf16 = compute == dyt::kernels::DType::BF16;
-  const std::string config = config_text(shard, dp, tp, zero1, clip, bf16, path.sp);
+  const std::string config = config_text(shard, dp, tp, zero1, clip, bf16, path.sp, path.bucket);
   const dyt::config::RunConfig cfg = dyt::config::parse_run_config(config, "zero1_check", {});
   const dyt::config::TrainConfig& t = cfg.train();
   const dyt::parallel::Mesh mesh = dyt::parallel::Mesh::make(world.size(), world.rank(), dp, tp);
@@ -243,7 +246,10 @@ Run train(Communicator& world, const std::string& shard, bool zero1, double clip
   const int64_t n = model.layout().total();
   trainer::AdamW opt(model.layout(), t, *backend,
                      zero1 ? trainer::dp_partition(n, dp, mesh.dp_rank) : trainer::FlatRange{0, n});
-  trainer::TrainStep step(model, opt, sampler, groups, t, zero1, {dev_dp.get(), dev_tp.get()});
+  trainer::TrainStep step(model, opt, sampler, groups, t, zero1, {dev_dp.get(), dev_tp.get()},
+                          {cfg.parallel().overlap_grad_reduce(), cfg.parallel().grad_bucket_elements()});
+  if (path.bucket > 0 && dp > 1 && step.grad_buckets().size() < 3)
+    fail("only " + std::to_string(step.grad_buckets().size()) + " buckets: the overlap goes untested");
   const bool sharded = zero1 && bf16 && dp > 1;
   if (model.params().master_sharded() != sharded) fail("the master is sharded iff ZeRO-1 under BF16 at dp > 1");
   if (sharded) {
@@ -281,6 +287,17 @@ Run train(Communicator& world, const std::string& shard, bool zero1, double clip
   }
   CommStats want;
   planned_dp(cfg, want);
+  // Overlapped under ZeRO-1 the gradient sum goes bucket by bucket onto the
+  // owners: every rank sends each gradient it does not own once and receives
+  // p − 1 copies of its range (the reduce-scatter's volume without its
+  // padding), in one call per bucket. Checked on every rank (the plan's
+  // figures are rank 0's).
+  Traffic owners;
+  if (path.bucket > 0 && zero1 && dp > 1) {
+    const trainer::FlatRange mine = trainer::dp_partition(n, dp, mesh.dp_rank);
+    owners = Traffic{step.grad_buckets().size(), 4 * static_cast<uint64_t>(n - mine.size()),
+                     4 * static_cast<uint64_t>(dp - 1) * static_cast<uint64_t>(mine.size())};
+  }
   const bool check_traffic = dp > 1;
   const char* name = zero1 ? "zero1" : "plain";
 
@@ -297,10 +314,16 @@ Run train(Communicator& world, const std::string& shard, bool zero1, double clip
     r.bytes.push_back(res.comm_bytes);
     // The planner's figures are dp rank 0's; the reduce-scatter and the
     // all-gather move the same on every rank, an uneven all-reduce does not
-    // (rank r owns chunk r, docs/parallel.md), so that kind is checked on rank 0.
+    // (rank r owns chunk r, docs/parallel.md), nor does a reduce onto owners: those on rank 0.
+    const auto per_rank = [](int k) {
+      return k == static_cast<int>(Collective::allreduce_sum) || k == static_cast<int>(Collective::reduce_sum);
+    };
+    if (check_traffic && path.bucket > 0 && zero1 && !(moved[Collective::reduce_sum] == owners))
+      fail(std::string(name) + " step " + std::to_string(s) + ": the overlapped reduce moved " +
+           std::to_string(moved[Collective::reduce_sum].bytes_sent) + " / " +
+           std::to_string(moved[Collective::reduce_sum].bytes_received) + " bytes, not each gradient once");
     for (int k = 0; k < dyt::parallel::kCollectiveKinds; ++k)
-      if (check_traffic && (mesh.dp_rank == 0 || k != static_cast<int>(Collective::allreduce_sum)) &&
-          !(moved.kind[k] == want.kind[k]))
+      if (check_traffic && (mesh.dp_rank == 0 || !per_rank(k)) && !(moved.kind[k] == want.kind[k]))
         fail(std::string(name) + " step " + std::to_string(s) + ": dp " +
              dyt::parallel::collective_name(static_cast<Collective>(k)) + " moved " +
              std::to_string(moved.kind[k].calls) + " calls, " + std::to_string(moved.kind[k].bytes_sent) +
@@ -338,7 +361,8 @@ Run train(Communicator& world, const std::string& shard, bool zero1, double clip
     // The tensors went to the device communicators, none through the host
     // ones (which carried only the host values: doubles, maxima).
     const auto tensors = [](const CommStats& st) {
-      return st[Collective::reduce_scatter_sum].calls + st[Collective::allgather].calls;
+      return st[Collective::reduce_scatter_sum].calls + st[Collective::allgather].calls +
+             st[Collective::reduce_sum].calls;
     };
     if (dp > 1 && (dev_dp->stats().total().calls == 0 || tensors(groups.dp->stats()) != 0))
       fail(std::string(name) + ": the dp tensors did not take the device path");
@@ -426,6 +450,14 @@ int main(int argc, char** argv) {
       const Path device{true, false};
       compare_paths(plain32, train(world, shard, false, 0.0, true, kSteps, 1, {}, device), "FP32 plain dp");
       compare_paths(z32, train(world, shard, true, 0.0, false, kSteps, 1, {}, device), "FP32 ZeRO-1");
+      // Overlapped in buckets, staged and direct: the whole reduction's bits.
+      for (const bool dev : {false, true}) {
+        const std::string how = dev ? " (device path)" : " (staged)";
+        compare(z32, train(world, shard, true, 0.0, false, kSteps, 1, {}, Path{dev, false, 700}),
+                "FP32 ZeRO-1 overlapped" + how);
+        compare(plain32, train(world, shard, false, 0.0, false, kSteps, 1, {}, Path{dev, false, 700}),
+                "FP32 plain dp overlapped" + how);
+      }
       // dp 1 x tp 2 with sequence parallelism: the model's tp collectives and
       // TpGradSync's sums (n_kv_heads 1 over 2 ranks: a KV-head group).
       const Path sp{false, true}, sp_device{true, true};
@@ -441,6 +473,8 @@ int main(int argc, char** argv) {
       compare(plain16, z16, "emulated CUDA BF16: zero1 on against off");
       compare_paths(plain16, train(world, shard, false, 1.0, false, kSteps, 1, {}, device), "BF16 plain dp");
       compare_paths(z16, train(world, shard, true, 1.0, false, kSteps, 1, {}, device), "BF16 ZeRO-1");
+      compare(z16, train(world, shard, true, 1.0, false, kSteps, 1, {}, Path{true, false, 700}),
+              "BF16 ZeRO-1 overlapped (device path)");
       if (world.size() == 2)
         compare_paths(train(world, shard, false, 1.0, false, kSteps, 2, {}, sp),
                       train(world, shard, false, 1.0, false, kSteps, 2, {}, sp_device), "BF16 tp 2");
@@ -471,6 +505,15 @@ int main(int argc, char** argv) {
       const Run again = train(world, shard, true, 1.0, false);
       compare(plain, z, "zero1 on against off");
       compare(z, again, "two zero1 runs");
+      // The dp reduction overlapped with the backward in buckets (700
+      // elements: tens of buckets, some cut by the partitions; 1: a bucket
+      // per tensor): the same bits as the whole-buffer reduction.
+      compare(z, train(world, shard, true, 1.0, false, kSteps, 1, {}, Path{false, false, 700}),
+              "zero1: overlapped reduction against whole");
+      compare(plain, train(world, shard, false, 1.0, false, kSteps, 1, {}, Path{false, false, 700}),
+              "plain dp: overlapped reduction against whole");
+      compare(plain, train(world, shard, false, 1.0, false, kSteps, 1, {}, Path{false, false, 1}),
+              "plain dp: overlapped reduction, a bucket per tensor");
       if (plain.clipped == 0) fail("no step was clipped: the clip factor went untested");
       const Run rule = train(world, shard, false, 0.0, true, kRuleSteps);
       const Run rule_z = train(world, shard, true, 0.0, false, kRuleSteps);
@@ -482,6 +525,11 @@ int main(int argc, char** argv) {
         const Run plain_tp = train(world, shard, false, 1.0, false, kSteps, 2);
         const Run z_tp = train(world, shard, true, 1.0, false, kSteps, 2);
         compare(plain_tp, z_tp, "dp 2 x tp 2: zero1 on against off");
+        // With sequence parallelism the replicated norm parameters' and the
+        // shared KV head's tp sums go stage by stage before each bucket.
+        const Run sp_tp = train(world, shard, true, 1.0, false, kSteps, 2, {}, Path{false, true, 0});
+        compare(sp_tp, train(world, shard, true, 1.0, false, kSteps, 2, {}, Path{false, true, 700}),
+                "dp 2 x tp 2, sequence parallel, zero1: overlapped reduction against whole");
         if (world_rank == 0)
           std::printf("zero1: dp 2 x tp 2, norms %.9g %.9g %.9g (dp 4 x tp 1: %.9g %.9g %.9g)\n",
                       plain_tp.norm[0], plain_tp.norm[1], plain_tp.norm[2], plain.norm[0], plain.norm[1],
