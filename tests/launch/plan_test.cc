@@ -74,6 +74,48 @@ TEST(Plan, ZeroOneShardsTheMasterUnderBf16) {
       }
 }
 
+// Overlapped reduction in one bucket per partition (a bucket larger than the
+// buffer): plain dp is the whole buffer's all-reduce again; ZeRO-1 is one
+// reduce per partition onto its owner, rank 0 sending everything but its
+// range and receiving p − 1 copies of it; the all-gathers unchanged. With
+// small buckets the calls grow and the bytes do not (ZeRO-1).
+TEST(Plan, OverlappedReductionCountsTheBuckets) {
+  using parallel::Collective;
+  for (const int dp : {2, 4}) {
+    SCOPED_TRACE("dp " + std::to_string(dp));
+    const auto line = [](const CommPlan& c, Collective k) {
+      parallel::Traffic t;
+      for (const CommLine& l : c.lines)
+        if (l.group == "dp" && l.kind == k) t += l.traffic;
+      return t;
+    };
+    const std::vector<std::string> base = {"parallel.dp=" + std::to_string(dp)};
+    const auto with = [&](std::vector<std::string> more) {
+      more.insert(more.begin(), base.begin(), base.end());
+      return plan_comm(load("tiny", more));
+    };
+    const std::string huge = "parallel.grad_bucket_elements=1000000000000";
+    const CommPlan plain = with({}), plain_ov = with({"parallel.overlap_grad_reduce=true", huge});
+    EXPECT_EQ(line(plain_ov, Collective::allreduce_sum), line(plain, Collective::allreduce_sum));
+    const CommPlan z = with({"parallel.zero1=true"}),
+                   z_ov = with({"parallel.zero1=true", "parallel.overlap_grad_reduce=true", huge}),
+                   z_small = with({"parallel.zero1=true", "parallel.overlap_grad_reduce=true",
+                                   "parallel.grad_bucket_elements=1000"});
+    const int64_t n = trainer::ParamLayout(trainer::model_dims(load("tiny", base).model())).total();
+    const int64_t c = (n + dp - 1) / dp;
+    EXPECT_EQ(line(z_ov, Collective::reduce_scatter_sum), parallel::Traffic{});
+    EXPECT_EQ(line(z_ov, Collective::reduce_sum),
+              (parallel::Traffic{static_cast<uint64_t>(dp), static_cast<uint64_t>(4 * (n - c)),
+                                 static_cast<uint64_t>(4 * (dp - 1) * c)}));
+    EXPECT_EQ(line(z_ov, Collective::allgather), line(z, Collective::allgather));
+    EXPECT_EQ(line(z_ov, Collective::allreduce_sum), line(z, Collective::allreduce_sum));
+    const parallel::Traffic small = line(z_small, Collective::reduce_sum);
+    EXPECT_GT(small.calls, static_cast<uint64_t>(3 * dp));  // cut at tensors as well as partitions
+    EXPECT_EQ(small.bytes_sent, line(z_ov, Collective::reduce_sum).bytes_sent);
+    EXPECT_EQ(small.bytes_received, line(z_ov, Collective::reduce_sum).bytes_received);
+  }
+}
+
 // The shard dims' layout holds exactly the parameters the Split tags give a rank.
 TEST(Plan, ShardDimsMatchSplitCounts) {
   const auto cfg = load("llama70b", {"parallel.tp=8"});

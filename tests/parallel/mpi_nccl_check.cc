@@ -14,6 +14,8 @@
 //    of Σ|x| of the rank-order sum computed here (NCCL's order is its own);
 //  - reduce_scatter_sum is rank r's slice of the sum, to the same bound;
 //  - allgather returns every member's input exactly (it only moves bytes);
+//  - reduce_sum onto the last rank, in place: the sum there, to the same
+//    bound; the other ranks' buffers unchanged;
 //  - broadcast from the last rank gives its bytes; allreduce_max the max;
 //  - the counters equal the convention's formulas, written out again here.
 #include <cuda_runtime_api.h>
@@ -151,6 +153,28 @@ void check_sums(Group& g, size_t c, const char* type) {
         break;
       }
   g.same_everywhere(hash(sum), what + " all-reduce");
+  if constexpr (sizeof(T) == 4) {
+    const int root = g.p() - 1;
+    Device<T> red(n);
+    red.put(in);
+    g.comm.reduce_sum(red.p, n, root);
+    g.comm.synchronize();
+    const std::vector<T> got = red.get();
+    if (g.comm.rank() == root)
+      g.expect(Collective::reduce_sum, 0, (p - 1) * n * sizeof(T));
+    else
+      g.expect(Collective::reduce_sum, n * sizeof(T), 0);
+    for (size_t i = 0; i < n; ++i) {
+      const bool ok = g.comm.rank() == root
+                          ? std::fabs(static_cast<double>(got[i]) - static_cast<double>(want[i])) <= p * eps * mag[i]
+                          : std::memcmp(&got[i], &in[i], sizeof(T)) == 0;
+      if (!ok) {
+        fail(what + ": reduce element " + std::to_string(i) +
+             (g.comm.rank() == root ? " is not the sum" : " changed off the root"));
+        break;
+      }
+    }
+  }
 }
 
 void check_group(Group& g) {

@@ -170,6 +170,17 @@ TEST_F(NcclOne, EveryCollectiveOnDeviceBuffers) {
   c->allgather(w.p, wout.p, words.size());
   c->synchronize();
   EXPECT_EQ(wout.get(), words);
+  // The reduce onto the root, in place (the overlapped ZeRO-1 buckets):
+  // a group of one's is its input; root 1 refused.
+  {
+    const std::vector<float> in = values<float>(1001, 3);
+    DeviceBuffer<float> r(in.size());
+    r.put(in);
+    c->reduce_sum(r.p, in.size(), 0);
+    c->synchronize();
+    EXPECT_TRUE(same_bits(r.get(), in)) << "reduce_sum";
+    EXPECT_THROW(c->reduce_sum(r.p, in.size(), 1), std::invalid_argument);
+  }
   // Empty calls reach no NCCL call (null pointers allowed with 0 elements).
   c->allreduce_sum(static_cast<float*>(nullptr), 0);
   c->reduce_scatter_sum(static_cast<const double*>(nullptr), nullptr, 0);
@@ -182,6 +193,7 @@ TEST_F(NcclOne, EveryCollectiveOnDeviceBuffers) {
   EXPECT_EQ(s[Collective::allreduce_max], (Traffic{2, 0, 0}));
   EXPECT_EQ(s[Collective::barrier], (Traffic{1, 0, 0}));
   EXPECT_EQ(s[Collective::broadcast], (Traffic{1, 0, 0}));  // the refused one is not counted
+  EXPECT_EQ(s[Collective::reduce_sum], (Traffic{1, 0, 0}));
 }
 
 TEST_F(NcclOne, SplitGivesAGroupOfOneWithFreshCounters) {
