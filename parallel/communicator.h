@@ -108,13 +108,13 @@ class Communicator {
   // The same for 16-bit words (bf16 bits, moved as they are: ZeRO-1's
   // working copy), counted at 2 bytes per element.
   void allgather(const uint16_t* in, uint16_t* out, size_t count_per_rank);
-  // The largest `value` over the ranks (e.g. "has any rank been asked to stop").
   // data[i] on rank `root` ← Σ over ranks of data[i], in rank order (the
   // all-reduce's bits); the other ranks' data is left as it was. In place,
   // so a rank's own block of a flat buffer can receive it (the overlapped
   // ZeRO-1 reduction: each bucket lies in one rank's partition). A root
   // outside [0, size()) is refused.
   void reduce_sum(float* data, size_t n, int root);
+  // The largest `value` over the ranks (e.g. "has any rank been asked to stop").
   int64_t allreduce_max(int64_t value);
   void barrier();
   // The `bytes` bytes at data on rank `root` are copied to data on every

@@ -1,6 +1,6 @@
 // Where the data-parallel gradient reduction can start before the backward
 // ends (parallel.overlap_grad_reduce, docs/parallel.md "Overlapped
-// reduction"). The backward finishes the flat gradient buffer from its end
+// gradient reduction"). The backward finishes the flat gradient buffer from its end
 // to its start, in stages: stage 0 when the LM head and the final norm are
 // done, stage layers − l when block l is, stage layers + 1 when the
 // embedding is. The buffer is cut, from the end, into buckets of at least
