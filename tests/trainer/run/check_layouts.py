@@ -146,32 +146,24 @@ def main():
     # ZeRO-1 at 2x2 (with SP): the plain 2x2 run's bits, every record and the
     # exported bytes, and the dp traffic of ZeRO-1 (reduce-scatter, fp32
     # all-gather, the norm's partials) exactly as dyt-plan predicts it.
+    # Then the same with the dp reduction overlapped with the backward in
+    # small buckets (parallel.overlap_grad_reduce): plain 2x2's bits again,
+    # and every group's bytes (the buckets reduced onto their owners, the
+    # replicated norm parameters' tp sums stage by stage) as planned.
     plain = os.path.join(args.work, "dp2_tp2")
-    z1 = os.path.join(args.work, "dp2_tp2_zero1")
     z1_overrides = LAYOUTS[3][2] + ["parallel.zero1=true"]
-    ct.mpirun_train(args, 4, z1, *COMMON, *z1_overrides)
-    check_comm("dp2_tp2_zero1", z1, planned_bytes(args, z1_overrides))
-    if ct.step_records(z1) != ct.step_records(plain):
-        sys.exit(f"FAIL: 2x2 with parallel.zero1 is not plain 2x2 bit for bit: {ct.step_records(z1)}")
-    if ct.read_file(os.path.join(z1, "model.safetensors")) != ct.read_file(os.path.join(plain, "model.safetensors")):
-        sys.exit("FAIL: 2x2 with parallel.zero1 exports other weights than plain 2x2")
-    print("dp2_tp2_zero1: plain 2x2's bits")
-
-    # The same with the dp reduction overlapped with the backward in small
-    # buckets (parallel.overlap_grad_reduce): plain 2x2's bits again, and
-    # every group's bytes (the buckets reduced onto their owners, the
-    # replicated norm parameters' tp sums stage by stage) as dyt-plan predicts.
-    ov = os.path.join(args.work, "dp2_tp2_zero1_overlap")
     ov_overrides = z1_overrides + ["parallel.overlap_grad_reduce=true", "parallel.grad_bucket_elements=20000"]
-    p = ct.mpirun_train(args, 4, ov, *COMMON, *ov_overrides)
-    if "buckets during the backward" not in p.stdout:
-        sys.exit(f"FAIL: the overlapped run does not say it reduces in buckets: {p.stdout}")
-    check_comm("dp2_tp2_zero1_overlap", ov, planned_bytes(args, ov_overrides))
-    if ct.step_records(ov) != ct.step_records(plain):
-        sys.exit(f"FAIL: 2x2 ZeRO-1 overlapped is not plain 2x2 bit for bit: {ct.step_records(ov)}")
-    if ct.read_file(os.path.join(ov, "model.safetensors")) != ct.read_file(os.path.join(plain, "model.safetensors")):
-        sys.exit("FAIL: 2x2 ZeRO-1 overlapped exports other weights than plain 2x2")
-    print("dp2_tp2_zero1_overlap: plain 2x2's bits, planned bytes")
+    for name, overrides in (("dp2_tp2_zero1", z1_overrides), ("dp2_tp2_zero1_overlap", ov_overrides)):
+        run = os.path.join(args.work, name)
+        p = ct.mpirun_train(args, 4, run, *COMMON, *overrides)
+        if (overrides is ov_overrides) != ("buckets during the backward" in p.stdout):
+            sys.exit(f"FAIL: {name}: the startup output misstates the bucketed reduction: {p.stdout}")
+        check_comm(name, run, planned_bytes(args, overrides))
+        if ct.step_records(run) != ct.step_records(plain):
+            sys.exit(f"FAIL: {name} is not plain 2x2 bit for bit: {ct.step_records(run)}")
+        if ct.read_file(os.path.join(run, "model.safetensors")) != ct.read_file(os.path.join(plain, "model.safetensors")):
+            sys.exit(f"FAIL: {name} exports other weights than plain 2x2")
+        print(f"{name}: plain 2x2's bits, planned bytes")
 
     again = os.path.join(args.work, "tp2_again")
     ct.mpirun_train(args, 2, again, *COMMON, "parallel.tp=2")
