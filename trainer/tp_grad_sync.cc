@@ -14,9 +14,13 @@ TpGradSync::TpGradSync(const ParamLayout& layout, parallel::Communicator& tp, bo
   int kv_replicas = 1;
   for (const ParamEntry& e : layout.entries()) {
     if (e.split == Split::Replicated) {
-      if (sequence_parallel) replicated_.push_back(e.name);
+      if (sequence_parallel) {
+        replicated_.push_back(e.name);
+        replicated_at_.push_back(e.offset);
+      }
     } else if (e.shard.replicas > 1) {
       kv_.push_back(e.name);
+      kv_at_.push_back(e.offset);
       kv_replicas = e.shard.replicas;
     }
   }
@@ -73,16 +77,14 @@ void TpGradSync::sum(ParamStore& params) {
 }
 
 void TpGradSync::sum(ParamStore& params, FlatRange within) {
-  const auto in = [&](const std::vector<std::string>& names) {
+  const auto in = [&](const std::vector<std::string>& names, const std::vector<int64_t>& at) {
     std::vector<std::string> out;
-    for (const std::string& n : names) {
-      const int64_t at = params.layout().at(n).offset;
-      if (at >= within.begin && at < within.end) out.push_back(n);
-    }
+    for (size_t i = 0; i < names.size(); ++i)
+      if (at[i] >= within.begin && at[i] < within.end) out.push_back(names[i]);
     return out;
   };
-  sum_over(tp_, in(replicated_), params);
-  if (kv_group_) sum_over(*kv_group_, in(kv_), params);
+  sum_over(tp_, in(replicated_, replicated_at_), params);
+  if (kv_group_) sum_over(*kv_group_, in(kv_, kv_at_), params);
 }
 
 }  // namespace dyt::trainer

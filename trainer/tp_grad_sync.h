@@ -51,6 +51,7 @@ class TpGradSync {
 
   parallel::Communicator& tp_;  // where the tensors go: the device communicator when there is one
   std::vector<std::string> replicated_, kv_;
+  std::vector<int64_t> replicated_at_, kv_at_;  // their offsets in the flat buffer (the per-stage sums)
   std::unique_ptr<parallel::Communicator> kv_group_;
   std::vector<float> stage_;
   kernels::Buffer device_stage_;  // the packed gradients on the device (grows to the largest group)
