@@ -135,6 +135,28 @@ PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
             fail(f"{' '.join(cmd)} exited {p.returncode}: {p.stdout}{p.stderr}")
         return p
 
+    def signal_batch(self, job, log_path, signal="USR1"):
+        """scancel --batch --signal, judged by its effect: dyt-train's log
+        saying it got the signal. slurmctld may answer "Job can not be altered
+        now, try again later" (scancel exits non-zero) after delivering it —
+        the job saves and requeues itself within a second, so the job is
+        already in transition when scancel looks again — or before, while
+        another task of the array is being requeued. Retried until delivered,
+        for up to 60 s."""
+        deadline = time.time() + 60
+        while True:
+            p = self.run(["scancel", "--batch", f"--signal={signal}", job], check=False)
+            if p.returncode == 0:
+                return
+            settle = time.time() + 10
+            while time.time() < settle:
+                if os.path.exists(log_path) and f"{signal} after step" in read(log_path):
+                    return
+                time.sleep(0.2)
+            if time.time() > deadline:
+                fail(f"scancel --batch --signal={signal} {job} exited {p.returncode} and {log_path} "
+                     f"shows no {signal}: {p.stdout}{p.stderr}")
+
     def dump_logs(self):
         for name in sorted(os.listdir(os.path.join(self.root, "log"))):
             with open(os.path.join(self.root, "log", name), errors="replace") as f:
@@ -274,7 +296,7 @@ def test(args, slurm):
     slurm.run(["scontrol", "requeue", f"{job}_0"])
     print(f"slurm: requeued {job}_0 after step {s0}", flush=True)
     s1 = wait_for_step(os.path.join(remote, names[1]), 5, alive, f"array task {job}_1")
-    slurm.run(["scancel", "--batch", "--signal=USR1", f"{job}_1"])
+    slurm.signal_batch(f"{job}_1", os.path.join(remote, names[1], "train.log"))
     print(f"slurm: time-limit notice to {job}_1 after step {s1}", flush=True)
     rest = sweep.stdout.read()
     sweep.wait()
@@ -316,7 +338,7 @@ def test(args, slurm):
                      f"--export=ALL,DYT_TRAIN={args.train}", args.sbatch_script] + train_args)
     job = sub.stdout.strip().split(";")[0]
     s = wait_for_step(run_dir, 5, lambda: True, f"dyt-train.sbatch job {job}")
-    slurm.run(["scancel", "--batch", "--signal=USR1", job])
+    slurm.signal_batch(job, out_file)
     print(f"slurm: time-limit notice to dyt-train.sbatch job {job} after step {s}", flush=True)
     deadline = time.time() + 240
     while slurm.run(["squeue", "-h", "-j", job], check=False).stdout.strip():
